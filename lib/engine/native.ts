@@ -1,0 +1,79 @@
+// Loads the addon. createRequire works the same in Node and in Deno, which is what lets one .node
+// file serve both.
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export type DType = 'float32' | 'bfloat16' | 'float16';
+export type AttrValue = number | boolean | string | number[];
+export type Attrs = Record<string, AttrValue | undefined>;
+
+export interface NativeTensor {
+  readonly shape: number[];
+  readonly dtype: DType;
+  readonly device: string;
+  readonly disposed: boolean;
+  toArray(): Float32Array | Uint16Array;
+  reshape(shape: number[]): NativeTensor;
+  to(device: string): NativeTensor;
+  dispose(): void;
+}
+
+export interface MemoryStats {
+  inUse: number;
+  cached: number;
+  peak: number;
+  limit: number;
+  allocs: number;
+  cacheHits: number;
+}
+
+export interface BuildInfo {
+  version: string;
+  gemmKernel: string;
+  threads: number;
+  cuda: {
+    compiled: boolean;
+    usable: boolean;
+    deviceCount: number;
+    reason: string;
+    cublasLoaded: boolean;
+    cublasPath: string;
+    cublasReason: string;
+  };
+}
+
+export interface Addon {
+  fromArray(data: Float32Array | Uint16Array, shape: number[], dtype: DType, device: string): NativeTensor;
+  empty(shape: number[], dtype: DType, device: string): NativeTensor;
+  zeros(shape: number[], dtype: DType, device: string): NativeTensor;
+  run(op: string, inputs: NativeTensor[], attrs?: Attrs): NativeTensor[];
+  memoryStats(device: string): MemoryStats;
+  emptyCache(device: string): void;
+  resetPeak(device: string): void;
+  buildInfo(): BuildInfo;
+  setNumThreads(n: number): void;
+  opNames(): string[];
+}
+
+// The package root: two levels above this file both in lib/engine (sources) and dist/lib/engine.
+function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json'))) {
+    const up = dirname(dir);
+    if (up === dir) throw new Error('dino-ts: cannot find the package root above ' + fileURLToPath(import.meta.url));
+    dir = up;
+  }
+  return dir;
+}
+
+function load(): Addon {
+  const path = process.env.DINO_ADDON ?? join(packageRoot(), 'build', 'Release', 'dino.node');
+  if (!existsSync(path)) {
+    throw new Error(`dino-ts: the native addon is missing at ${path}; build it with \`npm install\` (or \`npm run build\`)`);
+  }
+  return createRequire(import.meta.url)(path) as Addon;
+}
+
+export const addon: Addon = load();

@@ -1,0 +1,6 @@
+// dino-ts: the public API.
+export { Tensor, tensor, scalar, zeros, ones, full, shapeText, type TensorOptions } from './engine/tensor.ts';
+export { tidy, dispose } from './engine/scope.ts';
+export { addon, type DType, type BuildInfo, type MemoryStats } from './engine/native.ts';
+export { valueAndGrads, grads, noGrad, registerGradient, runOp, type GradFn, type TapeNode } from './autograd/tape.ts';
+export * as ops from './ops/index.ts';

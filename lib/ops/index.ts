@@ -1,0 +1,3 @@
+// Every op, with its gradient registered on import.
+export * from './elementwise.ts';
+export * from './matmul.ts';

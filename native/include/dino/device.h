@@ -1,0 +1,32 @@
+// What the engine needs from a device besides kernels: raw memory, copies, and why a device is or is
+// not usable. The CPU backend is always built; the CUDA backend only when nvcc was found at build time,
+// and even then it may be unusable at run time (no GPU, no driver, no cuBLAS), which is reported, never fatal.
+#pragma once
+#include <cstddef>
+#include <string>
+
+#include "dino/status.h"
+#include "dino/tensor.h"
+
+namespace dino {
+
+// Raw memory straight from the system or driver (the caching allocator sits on top of these).
+Status device_malloc(Device device, size_t bytes, void** out);
+void device_free(Device device, void* ptr);
+Status device_memset_zero(Device device, void* ptr, size_t bytes);
+// Any direction between host and devices; synchronous with respect to the host.
+Status copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes);
+
+struct CudaStatus {
+  bool compiled = false;      // CUDA sources built into this addon
+  bool usable = false;        // a device and its runtime answered
+  int device_count = 0;
+  std::string reason;         // why not usable, or a description of device 0
+  bool cublas_loaded = false;
+  std::string cublas_path;    // the library that was loaded
+  std::string cublas_reason;  // why it was not
+};
+// Probes once (cheap after the first call). Never fails: the answer says what is missing.
+CudaStatus cuda_status();
+
+}  // namespace dino
