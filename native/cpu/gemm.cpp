@@ -112,6 +112,39 @@ void pack_transposed(const float* const* src, const float* scale, int64_t kc, fl
     for (int r = 0; r < W; r++) dst[k * W + r] = scale[r] * src[r][k];
 }
 
+// Where a sliver's source lies in A or B: `count` runs of `len` floats, `stride` apart.
+struct Runs {
+  const float* first;
+  int64_t count, len, stride;
+};
+
+// The source of the A sliver of rows i0..i0+m, depth p0..p0+kc: MR rows of kc floats, or kc rows
+// of MR floats when A is transposed.
+Runs a_source(const Gemm& g, int64_t i0, int64_t m, int64_t p0, int64_t kc) {
+  if (g.transA) return {g.A + p0 * g.lda + i0, kc, m, g.lda};
+  return {g.A + i0 * g.lda + p0, m, kc, g.lda};
+}
+
+// The source of the B sliver of columns j0..j0+n, depth p0..p0+kc.
+Runs b_source(const Gemm& g, int64_t j0, int64_t n, int64_t p0, int64_t kc) {
+  if (g.transB) return {g.B + j0 * g.ldb + p0, n, kc, g.ldb};
+  return {g.B + p0 * g.ldb + j0, kc, n, g.ldb};
+}
+
+// Asks for runs [r0, r1) to be brought into cache (L2 with hint T1). Packing reads rows of A and B
+// that are usually in DRAM, and the hardware prefetcher barely tracks a dozen strided streams: a
+// stalled pack cost up to a quarter of the time of small-K GEMMs. So the driver prefetches the next
+// sliver while working on the current one.
+template <_mm_hint hint>
+void prefetch_runs(const Runs& a, int64_t r0, int64_t r1) {
+  constexpr int64_t line = 64 / sizeof(float);
+  for (int64_t r = r0; r < r1; r++) {
+    const char* run = reinterpret_cast<const char*>(a.first + r * a.stride);
+    for (int64_t x = 0; x < a.len; x += line) _mm_prefetch(run + x * sizeof(float), hint);
+    _mm_prefetch(run + (a.len - 1) * sizeof(float), hint);
+  }
+}
+
 // Packs alpha * op(A)[i0:i0+m, p0:p0+kc] as one (kc, MR) sliver: dst[k*MR + i]. Rows m..MR-1 are
 // zero so the kernel can always run the full tile.
 template <int MR>
@@ -143,6 +176,10 @@ template <int NR>
 void pack_b(const Gemm& g, int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
   for (int64_t s = 0; s * NR < nc; s++, dst += kc * NR) {
     const int64_t js = j0 + s * NR, n = std::min<int64_t>(NR, nc - s * NR);
+    if (js + NR < j0 + nc) {
+      const Runs next = b_source(g, js + NR, std::min<int64_t>(NR, j0 + nc - js - NR), p0, kc);
+      prefetch_runs<_MM_HINT_T0>(next, 0, next.count);
+    }
     if (!g.transB) {
       // op(B)(k, j) = B[k*ldb + j]: rows of the sliver are contiguous in B.
       for (int64_t k = 0; k < kc; k++) {
@@ -165,30 +202,6 @@ void pack_b(const Gemm& g, int64_t p0, int64_t kc, int64_t j0, int64_t nc, float
       }
       pack_transposed<NR>(src, scale, kc, dst);
     }
-  }
-}
-
-// The source of the A sliver at rows i0..i0+m, depth p0..p0+kc, as `count` runs of `len` floats
-// `stride` apart: MR rows of kc floats, or kc rows of MR floats when A is transposed.
-struct ASource {
-  const float* first;
-  int64_t count, len, stride;
-};
-ASource a_source(const Gemm& g, int64_t i0, int64_t m, int64_t p0, int64_t kc) {
-  if (g.transA) return {g.A + p0 * g.lda + i0, kc, m, g.lda};
-  return {g.A + i0 * g.lda + p0, m, kc, g.lda};
-}
-
-// Asks for runs [r0, r1) of an A source to be brought into L2. Packing a sliver reads rows of A
-// that are usually in DRAM; the hardware prefetcher barely tracks MR strided streams, and a stalled
-// pack costs up to a quarter of the time of small-K GEMMs. Prefetching the next sliver a piece at a
-// time, during the kernel calls of the current one, hides that latency.
-void prefetch_runs(const ASource& a, int64_t r0, int64_t r1) {
-  constexpr int64_t line = 64 / sizeof(float);
-  for (int64_t r = r0; r < r1; r++) {
-    const float* run = a.first + r * a.stride;
-    for (int64_t x = 0; x < a.len; x += line) _mm_prefetch(reinterpret_cast<const char*>(run + x), _MM_HINT_T1);
-    _mm_prefetch(reinterpret_cast<const char*>(run + a.len - 1), _MM_HINT_T1);
   }
 }
 
@@ -226,13 +239,13 @@ void gemm_block(const Gemm& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
         const int64_t m = std::min<int64_t>(MR, m1 - ic);
         pack_a<MR>(g, ic, m, pc, kc, bufA);
         const bool has_next = ic + MR < m1;
-        const ASource next = has_next ? a_source(g, ic + MR, std::min<int64_t>(MR, m1 - ic - MR), pc, kc)
-                                      : ASource{nullptr, 0, 0, 0};
+        const Runs next = has_next ? a_source(g, ic + MR, std::min<int64_t>(MR, m1 - ic - MR), pc, kc)
+                                      : Runs{nullptr, 0, 0, 0};
         const int64_t calls = ceil_div(nc, NR);
         float* c = g.C + ic * g.ldc + jc;
         for (int64_t t = 0; t < calls; t++) {
           const int64_t jr = t * NR;
-          prefetch_runs(next, next.count * t / calls, next.count * (t + 1) / calls);
+          prefetch_runs<_MM_HINT_T1>(next, next.count * t / calls, next.count * (t + 1) / calls);
           ukernel(kc, bufA, bufB + jr * kc, c + jr, g.ldc, beta, m, std::min<int64_t>(NR, nc - jr));
         }
       }

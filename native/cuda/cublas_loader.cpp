@@ -104,7 +104,9 @@ std::vector<Candidate> candidates(std::vector<std::string>* notes) {
     for (const char* v : kVersions) {
       std::string blas = dir + "/libcublas.so." + v;
       if (exists(blas) && seen.insert(real_path(blas)).second) {
-        out.push_back({dir + "/libcublasLt.so." + v, blas});
+        // Without its Lt next to it, libcublas is left to find one itself.
+        std::string lt = dir + "/libcublasLt.so." + v;
+        out.push_back({exists(lt) ? lt : std::string(), blas});
         found = true;
       }
     }
@@ -209,10 +211,9 @@ const char* resolve(void* blas, void* lt, CublasApi* api) {
 }
 
 // The library's own file name, as the dynamic linker resolved it (for bare sonames).
-std::string loaded_path(void* handle, void* symbol, const std::string& fallback) {
+std::string loaded_path(void* symbol, const std::string& fallback) {
   Dl_info info;
   if (symbol && dladdr(symbol, &info) && info.dli_fname) return info.dli_fname;
-  (void)handle;
   return fallback;
 }
 
@@ -252,8 +253,8 @@ Loaded load() {
       continue;
     }
     // Both stay open for the life of the process: cuBLAS registers exit handlers of its own.
-    r.api.path = loaded_path(blas, reinterpret_cast<void*>(r.api.cublasCreate_v2), c.blas);
-    r.api.lt_path = loaded_path(lt, reinterpret_cast<void*>(r.api.cublasLtCreate), c.lt);
+    r.api.path = loaded_path(reinterpret_cast<void*>(r.api.cublasCreate_v2), c.blas);
+    r.api.lt_path = loaded_path(reinterpret_cast<void*>(r.api.cublasLtCreate), c.lt);
     if (r.api.cublasLtGetVersion) {
       size_t v = r.api.cublasLtGetVersion();  // major * 10000 + minor * 100 + patch
       r.api.version = str(v / 10000, ".", v / 100 % 100, ".", v % 100);
