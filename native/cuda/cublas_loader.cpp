@@ -19,10 +19,13 @@ namespace {
 // Newest first: cuBLAS 13 matches the runtime we are built with; 12 also runs on a CUDA 13 driver.
 const char* const kVersions[] = {"13", "12"};
 
-// One place to try: libcublasLt and libcublas, either full paths or bare sonames for the system search.
+// One place to try: libcublasLt and libcublas, either full paths or bare sonames for the system search
+// (lt empty: libcublas finds its own). Or, with only `note` set, a place that had nothing to try, kept in
+// order so that a failure report lists every place that was looked at.
 struct Candidate {
   std::string lt;
   std::string blas;
+  std::string note;
 };
 
 bool exists(const std::string& path) {
@@ -94,10 +97,10 @@ std::vector<std::string> site_packages_dirs() {
   return dirs;
 }
 
-// The places to try, in order, and a note for each place that has nothing to try (so a failure report
-// lists every place that was looked at, not only the ones that had a file).
-std::vector<Candidate> candidates(std::vector<std::string>* notes) {
+// The places to try, in order.
+std::vector<Candidate> candidates() {
   std::vector<Candidate> out;
+  auto note = [&](const std::string& text) { out.push_back({"", "", text}); };
   std::set<std::string> seen;  // real paths of directories already listed
   auto add_dir = [&](const std::string& dir) -> bool {
     bool found = false;
@@ -106,7 +109,7 @@ std::vector<Candidate> candidates(std::vector<std::string>* notes) {
       if (exists(blas) && seen.insert(real_path(blas)).second) {
         // Without its Lt next to it, libcublas is left to find one itself.
         std::string lt = dir + "/libcublasLt.so." + v;
-        out.push_back({exists(lt) ? lt : std::string(), blas});
+        out.push_back({exists(lt) ? lt : std::string(), blas, ""});
         found = true;
       }
     }
@@ -115,9 +118,9 @@ std::vector<Candidate> candidates(std::vector<std::string>* notes) {
 
   std::string user = env("DINO_CUBLAS_PATH");
   if (user.empty()) {
-    notes->push_back("$DINO_CUBLAS_PATH: not set");
+    note("$DINO_CUBLAS_PATH: not set");
   } else if (is_dir(user)) {
-    if (!add_dir(user)) notes->push_back("$DINO_CUBLAS_PATH=" + user + ": no libcublas.so.13 or .12 there");
+    if (!add_dir(user)) note("$DINO_CUBLAS_PATH=" + user + ": no libcublas.so.13 or .12 there");
   } else if (exists(user)) {
     // A file: libcublas itself (libcublasLt is expected next to it), or libcublasLt by mistake.
     size_t slash = user.rfind('/');
@@ -128,13 +131,13 @@ std::vector<Candidate> candidates(std::vector<std::string>* notes) {
     std::string blas = dir + "/" + base;
     if (!lt.empty() && !exists(lt)) lt.clear();  // then libcublas finds its own (its rpath is $ORIGIN)
     seen.insert(real_path(blas));
-    out.push_back({lt, blas});
+    out.push_back({lt, blas, ""});
   } else {
-    notes->push_back("$DINO_CUBLAS_PATH=" + user + ": does not exist");
+    note("$DINO_CUBLAS_PATH=" + user + ": does not exist");
   }
 
   for (const char* v : kVersions)
-    out.push_back({std::string("libcublasLt.so.") + v, std::string("libcublas.so.") + v});
+    out.push_back({std::string("libcublasLt.so.") + v, std::string("libcublas.so.") + v, ""});
 
   std::vector<std::string> cuda_dirs = {"/usr/local/cuda/lib64"};
   for (const char* var : {"CUDA_HOME", "CUDA_PATH"}) {
@@ -144,7 +147,7 @@ std::vector<Candidate> candidates(std::vector<std::string>* notes) {
   std::set<std::string> seen_cuda;
   for (const std::string& dir : cuda_dirs) {
     if (!seen_cuda.insert(real_path(dir)).second) continue;
-    if (!add_dir(dir)) notes->push_back(dir + ": no libcublas.so.13 or .12");
+    if (!add_dir(dir)) note(dir + ": no libcublas.so.13 or .12");
   }
 
   // PyTorch's CUDA 12 wheels put cuBLAS in nvidia/cublas/lib, the CUDA 13 ones in nvidia/cu13/lib.
@@ -162,9 +165,9 @@ std::vector<Candidate> candidates(std::vector<std::string>* notes) {
     }
   }
   if (searched.empty()) {
-    notes->push_back("Python site-packages: none found");
+    note("Python site-packages: none found");
   } else if (!found) {
-    notes->push_back("nvidia/*/lib/libcublas.so.13 or .12 in Python site-packages (" +
+    note("nvidia/*/lib/libcublas.so.13 or .12 in Python site-packages (" +
                      join(searched, ", ") + "): none");
   }
   return out;
@@ -226,7 +229,11 @@ struct Loaded {
 Loaded load() {
   Loaded r;
   std::vector<std::string> tried;
-  for (const Candidate& c : candidates(&tried)) {
+  for (const Candidate& c : candidates()) {
+    if (c.blas.empty()) {
+      tried.push_back(c.note);
+      continue;
+    }
     // libcublas needs libcublasLt.so.N. Opening Lt first by its full path makes that dependency resolve
     // to this file (the dynamic linker matches an already-loaded soname) even where nothing else would
     // find it. RTLD_LOCAL keeps cuBLAS's symbols out of the process's global namespace.
@@ -282,17 +289,19 @@ const CublasApi* cublas_api(std::string* why) {
 }
 
 std::string cublas_search_report() {
-  std::vector<std::string> notes;
-  std::vector<std::string> found;
-  std::vector<std::string> sonames;
-  for (const Candidate& c : candidates(&notes)) {
-    if (c.blas.find('/') == std::string::npos) sonames.push_back(c.blas);
-    else found.push_back(c.blas);
+  std::vector<std::string> steps;
+  bool found = false;
+  for (const Candidate& c : candidates()) {
+    if (c.blas.empty()) {
+      steps.push_back(c.note);
+    } else if (c.blas.find('/') == std::string::npos) {
+      steps.push_back(c.blas + " through the system library path: not tried");
+    } else {
+      steps.push_back("found " + c.blas);
+      found = true;
+    }
   }
-  std::string out = "would try " + join(sonames, ", ") + " through the system library path";
-  if (!notes.empty()) out += "; " + join(notes, "; ");
-  out += found.empty() ? "; found no cuBLAS file" : "; found " + join(found, ", ");
-  return out;
+  return join(steps, "; ") + (found ? "" : "; no cuBLAS file found");
 }
 
 const char* cublas_status_name(cublasStatus_t s) {
