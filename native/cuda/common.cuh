@@ -20,8 +20,14 @@ inline Status cuda_error(cudaError_t err, const char* what) {
   std::string call(what);
   size_t paren = call.find('(');
   if (paren != std::string::npos) call.resize(paren);
+  // After a kernel faults, every later call on that device fails with the same error: say so once here
+  // rather than let the user chase the op that happened to report it.
+  bool lost = err == cudaErrorIllegalAddress || err == cudaErrorLaunchFailure ||
+              err == cudaErrorMisalignedAddress || err == cudaErrorIllegalInstruction ||
+              err == cudaErrorHardwareStackError || err == cudaErrorInvalidPc || err == cudaErrorAssert;
   return Status(err == cudaErrorMemoryAllocation ? Code::kOutOfMemory : Code::kDeviceError,
-                str(call, ": ", cudaGetErrorString(err), " (", cudaGetErrorName(err), ")"));
+                str(call, ": ", cudaGetErrorString(err), " (", cudaGetErrorName(err), ")",
+                    lost ? "; the GPU context is lost, restart the process to use the GPU again" : ""));
 }
 
 // Checks that device `index` exists and answers, makes it current for the calling thread, and gives its

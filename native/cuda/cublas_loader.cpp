@@ -101,7 +101,7 @@ std::vector<std::string> site_packages_dirs() {
 std::vector<Candidate> candidates() {
   std::vector<Candidate> out;
   auto note = [&](const std::string& text) { out.push_back({"", "", text}); };
-  std::set<std::string> seen;  // real paths of directories already listed
+  std::set<std::string> seen;  // real paths of the libcublas files already listed
   auto add_dir = [&](const std::string& dir) -> bool {
     bool found = false;
     for (const char* v : kVersions) {
@@ -159,16 +159,16 @@ std::vector<Candidate> candidates() {
     searched.push_back(sp);
     for (const char* v : kVersions) {
       for (const std::string& blas : glob_paths(sp + "/nvidia/*/lib/libcublas.so." + v)) {
-        std::string dir = blas.substr(0, blas.rfind('/'));
-        found = add_dir(dir) || found;
+        add_dir(blas.substr(0, blas.rfind('/')));
+        found = true;
       }
     }
   }
   if (searched.empty()) {
     note("Python site-packages: none found");
   } else if (!found) {
-    note("nvidia/*/lib/libcublas.so.13 or .12 in Python site-packages (" +
-                     join(searched, ", ") + "): none");
+    note("nvidia/*/lib/libcublas.so.13 or .12 in Python site-packages (" + join(searched, ", ") +
+         "): none");
   }
   return out;
 }

@@ -204,8 +204,8 @@ struct CublasApi {
 // /usr/local/cuda/lib64 ($CUDA_HOME, $CUDA_PATH), then nvidia/*/lib in Python's site-packages.
 const CublasApi* cublas_api(std::string* why);
 
-// Where cublas_api() would look and what is there, opening nothing: for the report on machines where
-// CUDA is not usable, which should not pay for loading cuBLAS.
+// Where cublas_api() would look and which files are there, opening nothing: for the report on machines
+// where CUDA is not usable, which should not pay for loading cuBLAS.
 std::string cublas_search_report();
 
 // "CUBLAS_STATUS_NOT_SUPPORTED"

@@ -71,7 +71,7 @@ std::string no_device_reason(cudaError_t err) {
   cudaRuntimeGetVersion(&runtime_version);
   std::string call = cuda_error(err, "cudaGetDeviceCount").message();
   if (err == cudaErrorInsufficientDriver) {
-    if (driver == 0) return str("no NVIDIA driver is installed (", call, ")");
+    if (driver == 0) return str("no NVIDIA driver found (", call, ")");
     return str("the NVIDIA driver supports CUDA up to ", cuda_version(driver), ", this build needs ",
                cuda_version(runtime_version), " (", call, ")");
   }
@@ -89,9 +89,9 @@ Status check_kernels(int index) {
   cudaFuncAttributes attr;
   cudaError_t err = cudaFuncGetAttributes(&attr, probe_kernel);
   if (err == cudaErrorNoKernelImageForDevice || err == cudaErrorInvalidDeviceFunction) {
-    return Status(Code::kUnsupported,
-                  str("this build has no code for this GPU (", cuda_error(err, "cudaFuncGetAttributes").message(),
-                      "); rebuild with its architecture in CMAKE_CUDA_ARCHITECTURES"));
+    std::string call = cuda_error(err, "cudaFuncGetAttributes").message();
+    return Status(Code::kUnsupported, str("this build has no code for this GPU (", call,
+                                          "); rebuild with its architecture in CMAKE_CUDA_ARCHITECTURES"));
   }
   if (err != cudaSuccess) return cuda_error(err, "cudaFuncGetAttributes");
   return Status::OK();
@@ -155,8 +155,8 @@ Status check_device(int index) {
   const CudaStatus& s = runtime().status;
   if (!s.usable) return Status(Code::kUnsupported, str("cuda:", index, " is not available: ", s.reason));
   if (index < 0 || index >= s.device_count) {
-    return Status(Code::kUnsupported, str("cuda:", index, " does not exist: this machine has ", s.device_count,
-                                          " CUDA device", s.device_count == 1 ? "" : "s"));
+    return Status(Code::kUnsupported, str("cuda:", index, " does not exist: this machine has ",
+                                          s.device_count, " CUDA device", s.device_count == 1 ? "" : "s"));
   }
   return Status::OK();
 }
@@ -208,12 +208,14 @@ Status copy_to_device(int index, void* dst, const void* src, size_t bytes) {
   DINO_RETURN_IF_ERROR(use_device(index, &stream));
   DeviceState* d = &runtime().devices[index];
   std::lock_guard<std::mutex> lock(d->staging_mu);
-  if (!ensure_staging(d, bytes).ok()) {
-    // No pinned memory to be had (a locked-memory limit): let the driver stage the pageable memory, at
-    // the price of waiting for the stream first.
+  Status staged = ensure_staging(d, bytes);
+  if (staged.code() == Code::kOutOfMemory) {
+    // No pinned memory to be had: let the driver stage the pageable memory, at the price of waiting for
+    // the stream first.
     DINO_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream));
     return Status::OK();
   }
+  DINO_RETURN_IF_ERROR(staged);
   const char* from = static_cast<const char*>(src);
   char* to = static_cast<char*>(dst);
   for (size_t off = 0, i = 0; off < bytes; ++i) {
@@ -234,11 +236,13 @@ Status copy_to_host(int index, void* dst, const void* src, size_t bytes) {
   DINO_RETURN_IF_ERROR(use_device(index, &stream));
   DeviceState* d = &runtime().devices[index];
   std::lock_guard<std::mutex> lock(d->staging_mu);
-  if (!ensure_staging(d, bytes).ok()) {
+  Status staged = ensure_staging(d, bytes);
+  if (staged.code() == Code::kOutOfMemory) {
     DINO_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream));
     DINO_CUDA_CHECK(cudaStreamSynchronize(stream));
     return Status::OK();
   }
+  DINO_RETURN_IF_ERROR(staged);
   const char* from = static_cast<const char*>(src);
   char* to = static_cast<char*>(dst);
   size_t half = d->staging_half;
@@ -246,7 +250,8 @@ Status copy_to_host(int index, void* dst, const void* src, size_t bytes) {
   // Piece i goes through half i % 2: the DMA of piece i + 1 is queued before piece i is copied out.
   auto enqueue = [&](size_t i) -> Status {
     size_t off = i * half, n = std::min(half, bytes - off);
-    DINO_CUDA_CHECK(cudaMemcpyAsync(d->staging + (i & 1) * half, from + off, n, cudaMemcpyDeviceToHost, stream));
+    char* into = d->staging + (i & 1) * half;
+    DINO_CUDA_CHECK(cudaMemcpyAsync(into, from + off, n, cudaMemcpyDeviceToHost, stream));
     DINO_CUDA_CHECK(cudaEventRecord(d->half_done[i & 1], stream));
     return Status::OK();
   };
@@ -318,7 +323,8 @@ Status malloc(int index, size_t bytes, void** out) {
   }
   if (err != cudaSuccess) {
     *out = nullptr;
-    return cuda_error(err, "cudaMalloc").with_context(str("cuda:", index, " allocating ", format_bytes(bytes)));
+    return cuda_error(err, "cudaMalloc")
+        .with_context(str("cuda:", index, " allocating ", format_bytes(bytes)));
   }
   return Status::OK();
 }
