@@ -175,6 +175,9 @@ Status run_op(const std::string& name, OpContext& ctx) {
                                                 " and ", t.device().name(), ")"))
           .with_context(context);
     if (!t.is_contiguous()) {
+      if (def->in_place)
+        return Status(Code::kInvalidArgument, str("input ", i, " is not contiguous and this op writes into it"))
+            .with_context(context);
       Tensor c;
       DINO_RETURN_IF_ERROR(make_contiguous(t, &c).with_context(context));
       t = std::move(c);

@@ -22,10 +22,10 @@ Status concat_op(OpContext& ctx) {
   shape[axis] = 0;
   for (size_t i = 0; i < ctx.inputs.size(); ++i) {
     const Tensor& x = ctx.in(i);
-    DINO_RETURN_IF_ERROR(expect_f32(x, "every input"));
+    DINO_RETURN_IF_ERROR(expect_f32(x, str("xs", i).c_str()));
     bool fits = x.dim() == first.dim();
     for (int64_t d = 0; fits && d < x.dim(); ++d) fits = d == axis || x.shape[d] == first.shape[d];
-    DINO_CHECK(fits, kShapeMismatch, "input ", i + 1, " has shape ", shape_str(x.shape), " but input 1 has ",
+    DINO_CHECK(fits, kShapeMismatch, "xs", i, " has shape ", shape_str(x.shape), " but xs0 has ",
                shape_str(first.shape), ": shapes must agree except along axis ", axis);
     shape[axis] += x.shape[axis];
   }

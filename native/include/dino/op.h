@@ -48,6 +48,9 @@ struct OpDef {
   // Input names for messages; a last name ending in "..." takes any number (>= 0) of further inputs.
   std::vector<std::string> input_names;
   OpFn fn;
+  // In-place ops write into their inputs, so a strided input cannot be replaced by a contiguous copy:
+  // it is refused instead.
+  bool in_place = false;
 };
 
 // Runs a registered op: checks the input count, that inputs are defined and share a device, makes them
@@ -82,4 +85,7 @@ int64_t prod(const Shape& s, size_t begin, size_t end);
 // DINO_REGISTER_OP("layer_norm", layer_norm_op, "x", "weight", "bias");  (then the input names)
 #define DINO_REGISTER_OP(name, fn, ...)                                  \
   static ::dino::OpRegistrar DINO_CONCAT(dino_op_registrar_, __LINE__)( \
-      ::dino::OpDef{name, {__VA_ARGS__}, fn})
+      ::dino::OpDef{name, {__VA_ARGS__}, fn, false})
+#define DINO_REGISTER_INPLACE_OP(name, fn, ...)                          \
+  static ::dino::OpRegistrar DINO_CONCAT(dino_op_registrar_, __LINE__)( \
+      ::dino::OpDef{name, {__VA_ARGS__}, fn, true})
