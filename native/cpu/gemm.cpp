@@ -2,7 +2,7 @@
 // micro-kernels of gemm_avx512.cpp / gemm_avx2.cpp (or a portable one), picked once at run time.
 //
 // The structure follows the GotoBLAS / BLIS recipe, with the roles of A and B chosen for row-major C:
-//   for each jc block of nc columns of C:              (nc: the packed B panel fills about half of L2)
+//   for each jc block of nc columns of C:              (nc: the packed B panel fills ~5/8 of L2)
 //     for each pc block of kc along K:                 (kc: a packed A sliver fills about half of L1)
 //       pack B[pc:pc+kc, jc:jc+nc] into NR-wide slivers           -> stays in L2
 //       for each MR-row sliver ic of this thread's rows of C:
@@ -12,6 +12,8 @@
 // full tiles), so transA / transB cost only a different gather in the packing routines, and the
 // kernel's loads are all unit-stride and aligned. An A sliver is packed right before its kernel
 // calls so it is still in L1 for all of them; the B panel is read MR rows at a time from L2.
+// While one sliver is computed, the source rows of the next A sliver and of the next B panel are
+// prefetched a piece at a time, so packing does not stall on DRAM.
 #include "dino/gemm.h"
 
 #include <omp.h>
@@ -22,6 +24,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <new>
 
 #include "gemm_kernels.h"
 
@@ -31,7 +34,7 @@ namespace {
 // One GEMM of the batch, with its operands already offset to batch entry b.
 struct Gemm {
   bool transA, transB;
-  int64_t M, N, K;
+  int64_t K;
   float alpha, beta;
   const float* A;
   int64_t lda;
@@ -89,7 +92,8 @@ int64_t pick_nc(int64_t N, int64_t kc) {
 // as kc columns, the transposing half of packing. 4 x 4 blocks are transposed in SSE registers
 // (baseline on x86-64), about four times faster than moving one float at a time; rows past the
 // last multiple of 4 (W = 6) go one float at a time. A zero scale blanks a padding row; its source
-// pointer must still be readable for kc floats.
+// pointer must still be readable for kc floats. (A non-finite value there gives NaN, but only in
+// accumulators of the padding, which are never stored.)
 template <int W>
 void pack_transposed(const float* const* src, const float* scale, int64_t kc, float* dst) {
   constexpr int W4 = W / 4 * 4;
@@ -131,17 +135,17 @@ Runs b_source(const Gemm& g, int64_t j0, int64_t n, int64_t p0, int64_t kc) {
   return {g.B + p0 * g.ldb + j0, kc, n, g.ldb};
 }
 
-// Asks for runs [r0, r1) to be brought into cache (L2 with hint T1). Packing reads rows of A and B
+// Asks for runs [r0, r1) to be brought into cache (L1 with hint T0, L2 with T1). Packing reads rows of A and B
 // that are usually in DRAM, and the hardware prefetcher barely tracks a dozen strided streams: a
 // stalled pack cost up to a quarter of the time of small-K GEMMs. So the driver prefetches the next
-// sliver while working on the current one.
+// sliver (or panel) while working on the current one.
 template <_mm_hint hint>
-void prefetch_runs(const Runs& a, int64_t r0, int64_t r1) {
+void prefetch_runs(const Runs& runs, int64_t r0, int64_t r1) {
   constexpr int64_t line = 64 / sizeof(float);
   for (int64_t r = r0; r < r1; r++) {
-    const char* run = reinterpret_cast<const char*>(a.first + r * a.stride);
-    for (int64_t x = 0; x < a.len; x += line) _mm_prefetch(run + x * sizeof(float), hint);
-    _mm_prefetch(run + (a.len - 1) * sizeof(float), hint);
+    const char* run = reinterpret_cast<const char*>(runs.first + r * runs.stride);
+    for (int64_t x = 0; x < runs.len; x += line) _mm_prefetch(run + x * sizeof(float), hint);
+    _mm_prefetch(run + (runs.len - 1) * sizeof(float), hint);  // the tail of an unaligned run
   }
 }
 
@@ -216,6 +220,7 @@ float* thread_buffer(int64_t floats) {
   if (floats > cap) {
     cap = round_up(floats, 4096);
     buf.reset(static_cast<float*>(std::aligned_alloc(64, cap * sizeof(float))));
+    if (!buf) throw std::bad_alloc();
   }
   return buf.get();
 }
@@ -235,17 +240,25 @@ void gemm_block(const Gemm& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
       // Later K blocks accumulate onto what the first one wrote.
       const float beta = pc == 0 ? g.beta : 1.0f;
       pack_b<NR>(g, pc, kc, jc, nc, bufB);
-      for (int64_t ic = m0; ic < m1; ic += MR) {
-        const int64_t m = std::min<int64_t>(MR, m1 - ic);
+      // The source of the next B panel, fetched a little per A sliver so it is in cache when
+      // packed: with a large K and few rows per thread, B packing otherwise stalls on DRAM.
+      Runs next_b{nullptr, 0, 0, 0};
+      if (pc + kc < g.K)
+        next_b = b_source(g, jc, nc, pc + kc, std::min(kc_max, g.K - pc - kc));
+      else if (jc + nc < n1)
+        next_b = b_source(g, jc + nc, std::min(nc_max, n1 - jc - nc), 0, std::min(kc_max, g.K));
+      const int64_t slivers = ceil_div(m1 - m0, MR), calls = ceil_div(nc, NR);
+      for (int64_t s = 0; s < slivers; s++) {
+        const int64_t ic = m0 + s * MR, m = std::min<int64_t>(MR, m1 - ic);
+        prefetch_runs<_MM_HINT_T1>(next_b, next_b.count * s / slivers, next_b.count * (s + 1) / slivers);
         pack_a<MR>(g, ic, m, pc, kc, bufA);
-        const bool has_next = ic + MR < m1;
-        const Runs next = has_next ? a_source(g, ic + MR, std::min<int64_t>(MR, m1 - ic - MR), pc, kc)
-                                      : Runs{nullptr, 0, 0, 0};
-        const int64_t calls = ceil_div(nc, NR);
+        const Runs next_a = s + 1 < slivers
+                                ? a_source(g, ic + MR, std::min<int64_t>(MR, m1 - ic - MR), pc, kc)
+                                : Runs{nullptr, 0, 0, 0};
         float* c = g.C + ic * g.ldc + jc;
         for (int64_t t = 0; t < calls; t++) {
           const int64_t jr = t * NR;
-          prefetch_runs<_MM_HINT_T1>(next, next.count * t / calls, next.count * (t + 1) / calls);
+          prefetch_runs<_MM_HINT_T1>(next_a, next_a.count * t / calls, next_a.count * (t + 1) / calls);
           ukernel(kc, bufA, bufB + jr * kc, c + jr, g.ldc, beta, m, std::min<int64_t>(NR, nc - jr));
         }
       }
@@ -327,7 +340,7 @@ void sgemm_batched(bool transA, bool transB, int64_t M, int64_t N, int64_t K, fl
     const int64_t m0 = mt * ti / tm * kern.mr, m1 = std::min(M, mt * (ti + 1) / tm * kern.mr);
     const int64_t n0 = nt * tj / tn * kern.nr, n1 = std::min(N, nt * (tj + 1) / tn * kern.nr);
     if (m0 >= m1 || n0 >= n1) continue;
-    const Gemm g{transA, transB, M, N, K, alpha, beta, A + b * strideA, lda,
+    const Gemm g{transA, transB, K, alpha, beta, A + b * strideA, lda,
                  B + b * strideB, ldb, C + b * strideC, ldc};
     kern.block(g, m0, m1, n0, n1);
   }

@@ -17,6 +17,7 @@ void sgemm_ukernel_avx2(int64_t kc, const float* Ap, const float* Bp, float* C, 
   for (int i = 0; i < MR; i++) c0[i] = c1[i] = _mm256_setzero_ps();
 
   for (int64_t k = 0; k < kc; k++) {
+    // The B sliver streams from L2: ask for the row (one line) 8 k steps ahead so loads hit L1.
     _mm_prefetch(reinterpret_cast<const char*>(Bp + 8 * NR), _MM_HINT_T0);
     const __m256 b0 = _mm256_load_ps(Bp), b1 = _mm256_load_ps(Bp + 8);
 #pragma GCC unroll 6
