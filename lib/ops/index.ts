@@ -3,3 +3,8 @@ export * from './elementwise.ts';
 export * from './matmul.ts';
 export * from './shape.ts';
 export * from './optim.ts';
+export * from './attention.ts';
+export * from './conv.ts';
+export * from './interpolate.ts';
+export * from './norm.ts';
+export * from './activation.ts';

@@ -1,0 +1,19 @@
+// Bicubic resampling on the CPU with the semantics of PyTorch's
+// F.interpolate(x, scale_factor=(sh, sw), mode='bicubic', align_corners=False): the source coordinate
+// of output index i is (i + 0.5) / scale - 0.5 with the GIVEN scale factor (not in/out, which differs
+// when in*scale is not an integer: DINO's position embeddings), cubic convolution with A = -0.75, and
+// indices past the border clamped to it. No antialiasing.
+#pragma once
+#include <cstdint>
+
+namespace dino::cpu {
+
+// x (N, C, H, W) -> y (N, C, outH, outW), planes = N*C
+void bicubic_forward(float* y, const float* x, int64_t planes, int64_t H, int64_t W, int64_t outH, int64_t outW,
+                     double scaleH, double scaleW);
+
+// dy (N, C, outH, outW) -> dx (N, C, H, W): each input pixel gets the sum of its weights times dy.
+void bicubic_backward(float* dx, const float* dy, int64_t planes, int64_t H, int64_t W, int64_t outH, int64_t outW,
+                      double scaleH, double scaleW);
+
+}  // namespace dino::cpu

@@ -1,0 +1,84 @@
+// Activations: exact GELU, and softmax / log-softmax over the last axis (attention probabilities, the
+// DINO loss), each with its backward.
+#include "../cpu/gelu.h"
+#include "../cpu/softmax.h"
+#include "dino/op.h"
+
+namespace dino {
+namespace {
+
+// gelu(x) -> y, x * Phi(x) elementwise (erf form, not the tanh approximation).
+Status gelu_op(OpContext& ctx) {
+  const Tensor& x = ctx.in(0);
+  DINO_RETURN_IF_ERROR(expect_f32(x, "x"));
+  Tensor y;
+  DINO_RETURN_IF_ERROR(new_output(ctx, x.shape, &y));
+  if (ctx.device.type != DeviceType::kCPU) return no_kernel(ctx);
+  cpu::gelu_forward(y.f32(), x.f32(), x.numel());
+  ctx.outputs.push_back(std::move(y));
+  return Status::OK();
+}
+
+// gelu_backward(dy, x) -> dx, all of x's shape.
+Status gelu_backward_op(OpContext& ctx) {
+  const Tensor &dy = ctx.in(0), &x = ctx.in(1);
+  DINO_RETURN_IF_ERROR(expect_f32(dy, "dy"));
+  DINO_RETURN_IF_ERROR(expect_f32(x, "x"));
+  DINO_RETURN_IF_ERROR(expect_shape(dy, x.shape, "dy"));
+  Tensor dx;
+  DINO_RETURN_IF_ERROR(new_output(ctx, x.shape, &dx));
+  if (ctx.device.type != DeviceType::kCPU) return no_kernel(ctx);
+  cpu::gelu_backward(dx.f32(), dy.f32(), x.f32(), x.numel());
+  ctx.outputs.push_back(std::move(dx));
+  return Status::OK();
+}
+
+using RowForward = void (*)(float* y, const float* x, int64_t rows, int64_t N);
+using RowBackward = void (*)(float* dx, const float* dy, const float* y, int64_t rows, int64_t N);
+
+Status expect_rows(const Tensor& t, const char* name) {
+  DINO_CHECK(t.dim() >= 1, kShapeMismatch, name, " must have at least 1 dimension (the softmax axis), got a scalar");
+  return Status::OK();
+}
+
+// softmax(x) / log_softmax(x) -> y: x (..., N) -> y (..., N), over the last axis.
+template <RowForward kernel>
+Status row_forward_op(OpContext& ctx) {
+  const Tensor& x = ctx.in(0);
+  DINO_RETURN_IF_ERROR(expect_f32(x, "x"));
+  DINO_RETURN_IF_ERROR(expect_rows(x, "x"));
+  Tensor y;
+  DINO_RETURN_IF_ERROR(new_output(ctx, x.shape, &y));
+  if (ctx.device.type != DeviceType::kCPU) return no_kernel(ctx);
+  const int64_t N = x.size(-1);
+  kernel(y.f32(), x.f32(), prod(x.shape, 0, x.shape.size() - 1), N);
+  ctx.outputs.push_back(std::move(y));
+  return Status::OK();
+}
+
+// softmax_backward(dy, y) / log_softmax_backward(dy, y) -> dx: dy, y (..., N), y the forward output.
+template <RowBackward kernel>
+Status row_backward_op(OpContext& ctx) {
+  const Tensor &dy = ctx.in(0), &y = ctx.in(1);
+  DINO_RETURN_IF_ERROR(expect_f32(dy, "dy"));
+  DINO_RETURN_IF_ERROR(expect_f32(y, "y"));
+  DINO_RETURN_IF_ERROR(expect_rows(y, "y"));
+  DINO_RETURN_IF_ERROR(expect_shape(dy, y.shape, "dy"));
+  Tensor dx;
+  DINO_RETURN_IF_ERROR(new_output(ctx, y.shape, &dx));
+  if (ctx.device.type != DeviceType::kCPU) return no_kernel(ctx);
+  const int64_t N = y.size(-1);
+  kernel(dx.f32(), dy.f32(), y.f32(), prod(y.shape, 0, y.shape.size() - 1), N);
+  ctx.outputs.push_back(std::move(dx));
+  return Status::OK();
+}
+
+DINO_REGISTER_OP("gelu", gelu_op, "x");
+DINO_REGISTER_OP("gelu_backward", gelu_backward_op, "dy", "x");
+DINO_REGISTER_OP("softmax", row_forward_op<cpu::softmax_forward>, "x");
+DINO_REGISTER_OP("softmax_backward", row_backward_op<cpu::softmax_backward>, "dy", "y");
+DINO_REGISTER_OP("log_softmax", row_forward_op<cpu::log_softmax_forward>, "x");
+DINO_REGISTER_OP("log_softmax_backward", row_backward_op<cpu::log_softmax_backward>, "dy", "y");
+
+}  // namespace
+}  // namespace dino

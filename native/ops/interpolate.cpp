@@ -1,0 +1,76 @@
+// Bicubic resampling by scale factors (PyTorch's F.interpolate, mode='bicubic', align_corners=False).
+#include <cmath>
+
+#include "../cpu/interpolate.h"
+#include "dino/op.h"
+
+namespace dino {
+namespace {
+
+// The scale factors scaleH and scaleW (required, finite and positive).
+Status get_scales(const Attrs& attrs, double* sh, double* sw) {
+  DINO_RETURN_IF_ERROR(attrs.get_double("scaleH", sh));
+  DINO_RETURN_IF_ERROR(attrs.get_double("scaleW", sw));
+  DINO_CHECK(std::isfinite(*sh) && *sh > 0 && std::isfinite(*sw) && *sw > 0, kInvalidArgument,
+             "scale factors must be finite and positive, got scaleH = ", *sh, ", scaleW = ", *sw);
+  return Status::OK();
+}
+
+// An output size: the attribute when given, else floor(in * scale) as F.interpolate computes it.
+Status out_size(const Attrs& attrs, const char* name, int64_t in, double scale, int64_t* out) {
+  if (attrs.has(name)) {
+    DINO_RETURN_IF_ERROR(attrs.get_int(name, out));
+    DINO_CHECK(*out >= 1, kInvalidArgument, name, " must be at least 1, got ", *out);
+    return Status::OK();
+  }
+  const double size = std::floor(static_cast<double>(in) * scale);
+  DINO_CHECK(size >= 1 && size <= double(1 << 30), kInvalidArgument, "the output size floor(", in, " * ", scale,
+             ") = ", size, " is out of range [1, 2^30]; pass ", name, " or another scale");
+  *out = static_cast<int64_t>(size);
+  return Status::OK();
+}
+
+// bicubic_interpolate(x, {scaleH, scaleW, outH?, outW?}) -> y (N, C, outH, outW)
+Status bicubic_interpolate_op(OpContext& ctx) {
+  const Tensor& x = ctx.in(0);
+  DINO_RETURN_IF_ERROR(expect_f32(x, "x"));
+  DINO_CHECK(x.dim() == 4, kShapeMismatch, "x must be (N, C, H, W), got ", shape_str(x.shape));
+  const int64_t H = x.size(2), W = x.size(3);
+  DINO_CHECK(H >= 1 && W >= 1, kShapeMismatch, "x must have a non-empty image, got ", shape_str(x.shape));
+  double sh = 0, sw = 0;
+  DINO_RETURN_IF_ERROR(get_scales(ctx.attrs, &sh, &sw));
+  int64_t oh = 0, ow = 0;
+  DINO_RETURN_IF_ERROR(out_size(ctx.attrs, "outH", H, sh, &oh));
+  DINO_RETURN_IF_ERROR(out_size(ctx.attrs, "outW", W, sw, &ow));
+  Tensor y;
+  DINO_RETURN_IF_ERROR(new_output(ctx, {x.size(0), x.size(1), oh, ow}, &y));
+  if (ctx.device.type != DeviceType::kCPU) return no_kernel(ctx);
+  cpu::bicubic_forward(y.f32(), x.f32(), x.size(0) * x.size(1), H, W, oh, ow, sh, sw);
+  ctx.outputs.push_back(std::move(y));
+  return Status::OK();
+}
+
+// bicubic_interpolate_backward(dy, {inH, inW, scaleH, scaleW}) -> dx (N, C, inH, inW)
+Status bicubic_interpolate_backward_op(OpContext& ctx) {
+  const Tensor& dy = ctx.in(0);
+  DINO_RETURN_IF_ERROR(expect_f32(dy, "dy"));
+  DINO_CHECK(dy.dim() == 4, kShapeMismatch, "dy must be (N, C, outH, outW), got ", shape_str(dy.shape));
+  int64_t H = 0, W = 0;
+  DINO_RETURN_IF_ERROR(ctx.attrs.get_int("inH", &H));
+  DINO_RETURN_IF_ERROR(ctx.attrs.get_int("inW", &W));
+  DINO_CHECK(H >= 1 && W >= 1, kInvalidArgument, "inH and inW must be at least 1, got ", H, " and ", W);
+  double sh = 0, sw = 0;
+  DINO_RETURN_IF_ERROR(get_scales(ctx.attrs, &sh, &sw));
+  Tensor dx;
+  DINO_RETURN_IF_ERROR(new_output(ctx, {dy.size(0), dy.size(1), H, W}, &dx));
+  if (ctx.device.type != DeviceType::kCPU) return no_kernel(ctx);
+  cpu::bicubic_backward(dx.f32(), dy.f32(), dy.size(0) * dy.size(1), H, W, dy.size(2), dy.size(3), sh, sw);
+  ctx.outputs.push_back(std::move(dx));
+  return Status::OK();
+}
+
+DINO_REGISTER_OP("bicubic_interpolate", bicubic_interpolate_op, "x");
+DINO_REGISTER_OP("bicubic_interpolate_backward", bicubic_interpolate_backward_op, "dy");
+
+}  // namespace
+}  // namespace dino
