@@ -104,6 +104,13 @@ Status Attrs::get_int(const std::string& name, int64_t* out, int64_t fallback) c
   return get_int(name, out);
 }
 
+Status Attrs::get_nonnegative(const std::string& name, double* out, double fallback) const {
+  DINO_RETURN_IF_ERROR(get_double(name, out, fallback));
+  DINO_CHECK(std::isfinite(*out) && *out >= 0, kInvalidArgument, "attribute '", name,
+             "' must be a finite number >= 0, got ", *out);
+  return Status::OK();
+}
+
 Status Attrs::get_bool(const std::string& name, bool* out, bool fallback) const {
   if (!has(name)) {
     *out = fallback;
@@ -201,6 +208,14 @@ Status expect_dim(const Tensor& t, int64_t dim, const char* name) {
 Status expect_shape(const Tensor& t, const Shape& shape, const char* name) {
   DINO_CHECK(t.shape == shape, kShapeMismatch, name, " must have shape ", shape_str(shape), ", got ",
              shape_str(t.shape));
+  return Status::OK();
+}
+
+Status rows_and_width(const Tensor& t, const char* name, int64_t* rows, int64_t* width) {
+  DINO_CHECK(t.dim() >= 1, kShapeMismatch, name, " must have at least 1 dimension (the last axis is the one ",
+             "the op works along), got a scalar");
+  *width = t.size(-1);
+  *rows = prod(t.shape, 0, t.shape.size() - 1);
   return Status::OK();
 }
 

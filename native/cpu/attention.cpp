@@ -4,12 +4,12 @@
 #include <cmath>
 
 #include "dino/gemm.h"
-#include "softmax.h"
+#include "simd.h"
 
 namespace dino::cpu {
 namespace {
 
-// The row passes between the GEMMs: exp_f32 and select_f32 (softmax.h) vectorise, and the
+// The row passes between the GEMMs: exp_f32 and select_f32 (simd.h) vectorise, and the
 // DINO_SIMD_CLONES build of each row function for AVX-512 / AVX2 runs the exponentials 2-4x faster
 // than baseline x86-64. They are called from the OpenMP loops, never inlined into them.
 

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "softmax.h"  // exp_f32, select_f32, DINO_SIMD_CLONES
+#include "simd.h"
 
 namespace dino::cpu {
 namespace {

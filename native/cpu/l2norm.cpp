@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-#include "softmax.h"  // DINO_SIMD_CLONES
+#include "simd.h"
 
 namespace dino::cpu {
 namespace {

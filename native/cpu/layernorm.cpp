@@ -4,7 +4,7 @@
 #include <cmath>
 #include <vector>
 
-#include "softmax.h"  // DINO_SIMD_CLONES
+#include "simd.h"
 
 namespace dino::cpu {
 namespace {

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "simd.h"
+
 namespace dino::cpu {
 namespace {
 

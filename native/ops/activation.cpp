@@ -36,22 +36,17 @@ Status gelu_backward_op(OpContext& ctx) {
 using RowForward = void (*)(float* y, const float* x, int64_t rows, int64_t N);
 using RowBackward = void (*)(float* dx, const float* dy, const float* y, int64_t rows, int64_t N);
 
-Status expect_rows(const Tensor& t, const char* name) {
-  DINO_CHECK(t.dim() >= 1, kShapeMismatch, name, " must have at least 1 dimension (the softmax axis), got a scalar");
-  return Status::OK();
-}
-
 // softmax(x) / log_softmax(x) -> y: x (..., N) -> y (..., N), over the last axis.
 template <RowForward kernel>
 Status row_forward_op(OpContext& ctx) {
   const Tensor& x = ctx.in(0);
   DINO_RETURN_IF_ERROR(expect_f32(x, "x"));
-  DINO_RETURN_IF_ERROR(expect_rows(x, "x"));
+  int64_t rows = 0, N = 0;
+  DINO_RETURN_IF_ERROR(rows_and_width(x, "x", &rows, &N));
   Tensor y;
   DINO_RETURN_IF_ERROR(new_output(ctx, x.shape, &y));
   if (ctx.device.type != DeviceType::kCPU) return no_kernel(ctx);
-  const int64_t N = x.size(-1);
-  kernel(y.f32(), x.f32(), prod(x.shape, 0, x.shape.size() - 1), N);
+  kernel(y.f32(), x.f32(), rows, N);
   ctx.outputs.push_back(std::move(y));
   return Status::OK();
 }
@@ -62,13 +57,13 @@ Status row_backward_op(OpContext& ctx) {
   const Tensor &dy = ctx.in(0), &y = ctx.in(1);
   DINO_RETURN_IF_ERROR(expect_f32(dy, "dy"));
   DINO_RETURN_IF_ERROR(expect_f32(y, "y"));
-  DINO_RETURN_IF_ERROR(expect_rows(y, "y"));
+  int64_t rows = 0, N = 0;
+  DINO_RETURN_IF_ERROR(rows_and_width(y, "y", &rows, &N));
   DINO_RETURN_IF_ERROR(expect_shape(dy, y.shape, "dy"));
   Tensor dx;
   DINO_RETURN_IF_ERROR(new_output(ctx, y.shape, &dx));
   if (ctx.device.type != DeviceType::kCPU) return no_kernel(ctx);
-  const int64_t N = y.size(-1);
-  kernel(dx.f32(), dy.f32(), y.f32(), prod(y.shape, 0, y.shape.size() - 1), N);
+  kernel(dx.f32(), dy.f32(), y.f32(), rows, N);
   ctx.outputs.push_back(std::move(dx));
   return Status::OK();
 }

@@ -1,7 +1,5 @@
 // L2 normalisation along the last axis, as torch.nn.functional.normalize(x, p=2, dim=-1, eps): the
 // DINO head's bottleneck features and the evaluation features.
-#include <cmath>
-
 #include "../cpu/l2norm.h"
 #include "dino/op.h"
 
@@ -11,14 +9,8 @@ namespace {
 // The eps attribute (default 1e-12, PyTorch's), which both passes need to pick the same branch.
 Status get_eps(const OpContext& ctx, float* eps) {
   double v = 0;
-  DINO_RETURN_IF_ERROR(ctx.attrs.get_double("eps", &v, 1e-12));
-  DINO_CHECK(std::isfinite(v) && v >= 0, kInvalidArgument, "eps must be a finite number >= 0, got ", v);
+  DINO_RETURN_IF_ERROR(ctx.attrs.get_nonnegative("eps", &v, 1e-12));
   *eps = static_cast<float>(v);
-  return Status::OK();
-}
-
-Status expect_rows(const Tensor& x) {
-  DINO_CHECK(x.dim() >= 1, kShapeMismatch, "x must have at least 1 dimension (the normalised one), got a scalar");
   return Status::OK();
 }
 
@@ -27,10 +19,10 @@ Status expect_rows(const Tensor& x) {
 Status l2_normalize_op(OpContext& ctx) {
   const Tensor& x = ctx.in(0);
   DINO_RETURN_IF_ERROR(expect_f32(x, "x"));
-  DINO_RETURN_IF_ERROR(expect_rows(x));
+  int64_t rows = 0, C = 0;
+  DINO_RETURN_IF_ERROR(rows_and_width(x, "x", &rows, &C));
   float eps = 0;
   DINO_RETURN_IF_ERROR(get_eps(ctx, &eps));
-  const int64_t C = x.size(-1), rows = prod(x.shape, 0, x.shape.size() - 1);
   Tensor y, norm;
   DINO_RETURN_IF_ERROR(new_output(ctx, x.shape, &y));
   DINO_RETURN_IF_ERROR(new_output(ctx, {rows}, &norm));
@@ -47,9 +39,9 @@ Status l2_normalize_backward_op(OpContext& ctx) {
   DINO_RETURN_IF_ERROR(expect_f32(dy, "dy"));
   DINO_RETURN_IF_ERROR(expect_f32(x, "x"));
   DINO_RETURN_IF_ERROR(expect_f32(norm, "norm"));
-  DINO_RETURN_IF_ERROR(expect_rows(x));
+  int64_t rows = 0, C = 0;
+  DINO_RETURN_IF_ERROR(rows_and_width(x, "x", &rows, &C));
   DINO_RETURN_IF_ERROR(expect_shape(dy, x.shape, "dy"));
-  const int64_t C = x.size(-1), rows = prod(x.shape, 0, x.shape.size() - 1);
   DINO_RETURN_IF_ERROR(expect_shape(norm, {rows}, "norm"));
   float eps = 0;
   DINO_RETURN_IF_ERROR(get_eps(ctx, &eps));

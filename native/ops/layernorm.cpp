@@ -1,18 +1,14 @@
 // Layer normalisation over the last axis (the ViT's LayerNorm; DINO uses eps 1e-6), forward and backward.
-#include <cmath>
-
 #include "../cpu/layernorm.h"
 #include "dino/op.h"
 
 namespace dino {
 namespace {
 
-// The normalised width C (the last dimension of x) and the number of rows (the product of the others).
-Status rows_and_width(const Tensor& x, int64_t* rows, int64_t* C) {
-  DINO_CHECK(x.dim() >= 1, kShapeMismatch, "x must have at least 1 dimension (the normalised one), got a scalar");
-  *C = x.size(-1);
+// The normalised width C must not be empty (a mean over nothing).
+Status layer_rows(const Tensor& x, int64_t* rows, int64_t* C) {
+  DINO_RETURN_IF_ERROR(rows_and_width(x, "x", rows, C));
   DINO_CHECK(*C > 0, kShapeMismatch, "the normalised (last) dimension of x is empty: ", shape_str(x.shape));
-  *rows = prod(x.shape, 0, x.shape.size() - 1);
   return Status::OK();
 }
 
@@ -25,12 +21,11 @@ Status layer_norm_op(OpContext& ctx) {
   DINO_RETURN_IF_ERROR(expect_f32(weight, "weight"));
   DINO_RETURN_IF_ERROR(expect_f32(bias, "bias"));
   int64_t rows = 0, C = 0;
-  DINO_RETURN_IF_ERROR(rows_and_width(x, &rows, &C));
+  DINO_RETURN_IF_ERROR(layer_rows(x, &rows, &C));
   DINO_RETURN_IF_ERROR(expect_shape(weight, {C}, "weight"));
   DINO_RETURN_IF_ERROR(expect_shape(bias, {C}, "bias"));
   double eps = 0;
-  DINO_RETURN_IF_ERROR(ctx.attrs.get_double("eps", &eps, 1e-6));
-  DINO_CHECK(std::isfinite(eps) && eps >= 0, kInvalidArgument, "eps must be a finite number >= 0, got ", eps);
+  DINO_RETURN_IF_ERROR(ctx.attrs.get_nonnegative("eps", &eps, 1e-6));
   Tensor y, mean, rstd;
   DINO_RETURN_IF_ERROR(new_output(ctx, x.shape, &y));
   DINO_RETURN_IF_ERROR(new_output(ctx, {rows}, &mean));
@@ -53,7 +48,7 @@ Status layer_norm_backward_op(OpContext& ctx) {
   DINO_RETURN_IF_ERROR(expect_f32(mean, "mean"));
   DINO_RETURN_IF_ERROR(expect_f32(rstd, "rstd"));
   int64_t rows = 0, C = 0;
-  DINO_RETURN_IF_ERROR(rows_and_width(x, &rows, &C));
+  DINO_RETURN_IF_ERROR(layer_rows(x, &rows, &C));
   DINO_RETURN_IF_ERROR(expect_shape(dy, x.shape, "dy"));
   DINO_RETURN_IF_ERROR(expect_shape(weight, {C}, "weight"));
   DINO_RETURN_IF_ERROR(expect_shape(mean, {rows}, "mean"));

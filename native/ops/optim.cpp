@@ -39,14 +39,13 @@ Status adamw_step_op(OpContext& ctx) {
   DINO_RETURN_IF_ERROR(ctx.attrs.get_double("lr", &c.lr));
   DINO_RETURN_IF_ERROR(ctx.attrs.get_double("beta1", &c.beta1, 0.9));
   DINO_RETURN_IF_ERROR(ctx.attrs.get_double("beta2", &c.beta2, 0.999));
-  DINO_RETURN_IF_ERROR(ctx.attrs.get_double("eps", &c.eps, 1e-8));
+  DINO_RETURN_IF_ERROR(ctx.attrs.get_nonnegative("eps", &c.eps, 1e-8));
   DINO_RETURN_IF_ERROR(ctx.attrs.get_double("weightDecay", &c.weight_decay));
   DINO_RETURN_IF_ERROR(ctx.attrs.get_int("step", &c.step));
   DINO_RETURN_IF_ERROR(expect_finite(c.lr, "lr"));
   DINO_RETURN_IF_ERROR(expect_finite(c.weight_decay, "weightDecay"));
   DINO_CHECK(c.beta1 >= 0 && c.beta1 < 1, kInvalidArgument, "beta1 must be in [0, 1), got ", c.beta1);
   DINO_CHECK(c.beta2 >= 0 && c.beta2 < 1, kInvalidArgument, "beta2 must be in [0, 1), got ", c.beta2);
-  DINO_CHECK(c.eps >= 0 && std::isfinite(c.eps), kInvalidArgument, "eps must be finite and >= 0, got ", c.eps);
   DINO_CHECK(c.step >= 1, kInvalidArgument, "step counts from 1, got ", c.step);
   if (ctx.device.type != DeviceType::kCPU) return no_kernel(ctx);
   cpu::adamw_step(ctx.in(0).f32(), ctx.in(1).f32(), ctx.in(2).f32(), ctx.in(3).f32(), ctx.in(0).numel(), c);

@@ -110,14 +110,14 @@ t.test('bad arguments throw clear errors and leave the engine usable', async (t)
     t.throws(() => ops.layerNorm(x, w, tensor([0, 0, 0], [1, 3])), /bias must have shape \[3\], got \[1, 3\]/);
     t.throws(() => ops.layerNorm(tensor([1], []), tensor([1], [1]), tensor([0], [1])), /x must have at least 1 dimension/);
     t.throws(() => ops.layerNorm(tensor([], [2, 0]), tensor([], [0]), tensor([], [0])), /normalised \(last\) dimension of x is empty/);
-    t.throws(() => ops.layerNorm(x, w, b, -1e-5), /eps must be a finite number >= 0, got -1e-05/);
-    t.throws(() => ops.layerNorm(x, w, b, NaN), /eps must be a finite number >= 0/);
+    t.throws(() => ops.layerNorm(x, w, b, -1e-5), /attribute 'eps' must be a finite number >= 0, got -1e-05/);
+    t.throws(() => ops.layerNorm(x, w, b, NaN), /attribute 'eps' must be a finite number >= 0/);
     t.throws(() => ops.layerNorm(ops.cast(x, 'bfloat16'), w, b), /x must be float32, got bfloat16/);
     t.throws(() => runOp('layer_norm', [x, w]), /expects 3 inputs, got 2/);
     const [, mean, rstd] = runOp('layer_norm', [x, w, b]);
     t.throws(() => runOp('layer_norm_backward', [x, x, w, rstd, tensor([1, 1, 1], [3])]), /rstd must have shape \[2\], got \[3\]/);
     t.throws(() => runOp('layer_norm_backward', [tensor(randomValues(6, 1), [3, 2]), x, w, mean, rstd]), /dy must have shape \[2, 3\], got \[3, 2\]/);
-    t.throws(() => ops.l2Normalize(x, -1), /l2_normalize.*eps must be a finite number >= 0, got -1/);
+    t.throws(() => ops.l2Normalize(x, -1), /l2_normalize.*attribute 'eps' must be a finite number >= 0, got -1/);
     t.throws(() => ops.l2Normalize(tensor([2], [])), /x must have at least 1 dimension/);
     const [, norm] = runOp('l2_normalize', [x]);
     t.throws(() => runOp('l2_normalize_backward', [x, x, tensor([1, 1, 1], [3])]), /norm must have shape \[2\], got \[3\]/);

@@ -24,6 +24,8 @@ class Attrs {
   Status get_double(const std::string& name, double* out, double fallback) const;
   Status get_int(const std::string& name, int64_t* out) const;
   Status get_int(const std::string& name, int64_t* out, int64_t fallback) const;
+  // A finite number >= 0 (epsilons, rates).
+  Status get_nonnegative(const std::string& name, double* out, double fallback) const;
   Status get_bool(const std::string& name, bool* out, bool fallback) const;
   Status get_string(const std::string& name, std::string* out) const;
   Status get_ints(const std::string& name, std::vector<int64_t>* out) const;
@@ -69,6 +71,9 @@ struct OpRegistrar {
 Status expect_f32(const Tensor& t, const char* name);
 Status expect_dim(const Tensor& t, int64_t dim, const char* name);
 Status expect_shape(const Tensor& t, const Shape& shape, const char* name);
+// For ops over the last axis: width = the last dimension, rows = the product of the others; a scalar
+// (which has no last axis) is an error naming t.
+Status rows_and_width(const Tensor& t, const char* name, int64_t* rows, int64_t* width);
 // Normalises a possibly negative axis against `dim`, or fails with kOutOfRange.
 Status normalize_axis(int64_t axis, int64_t dim, int64_t* out);
 // An output of the inputs' device and float32.
