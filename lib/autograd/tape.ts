@@ -10,6 +10,8 @@ export interface TapeNode {
   readonly inputs: readonly Tensor[];
   readonly outputs: readonly Tensor[];
   readonly attrs: Attrs;
+  // Which inputs want a gradient (depend on a watched tensor), so a gradient can skip the others' work.
+  readonly needsGrad: readonly boolean[];
 }
 
 // Gradients of the op's inputs, given the gradients of its outputs (null where an output got none).
@@ -34,9 +36,10 @@ let noGradDepth = 0;
 // Runs a native op and records it when gradients are wanted. Every op in lib/ops goes through here.
 export function runOp(op: string, inputs: readonly Tensor[], attrs: Attrs = {}): Tensor[] {
   const outputs = addon.run(op, inputs.map((t) => t.native), attrs).map((h) => new Tensor(h));
-  if (tape !== null && noGradDepth === 0 && inputs.some((t) => tape!.needsGrad.has(t))) {
-    tape.nodes.push({ op, inputs: [...inputs], outputs, attrs });
-    for (const o of outputs) tape.needsGrad.add(o);
+  const needsGrad = tape !== null && noGradDepth === 0 ? inputs.map((t) => tape!.needsGrad.has(t)) : [];
+  if (needsGrad.some((n) => n)) {
+    tape!.nodes.push({ op, inputs: [...inputs], outputs, attrs, needsGrad });
+    for (const o of outputs) tape!.needsGrad.add(o);
   }
   return outputs;
 }

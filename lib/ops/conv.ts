@@ -8,4 +8,9 @@ export function patchEmbed(x: Tensor, weight: Tensor, bias: Tensor): Tensor {
   return runOp('patch_embed', [x, weight, bias])[0];
 }
 
-registerGradient('patch_embed', ([dy], { inputs: [x, weight] }) => runOp('patch_embed_backward', [dy!, x, weight]));
+// The image rarely wants a gradient (it is data), and its gradient costs a GEMM as large as the forward.
+registerGradient('patch_embed', ([dy], { inputs: [x, weight], needsGrad }) => {
+  if (needsGrad[0]) return runOp('patch_embed_backward', [dy!, x, weight]);
+  const [dweight, dbias] = runOp('patch_embed_backward', [dy!, x, weight], { inputGrad: false });
+  return [null, dweight, dbias];
+});

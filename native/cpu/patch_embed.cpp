@@ -56,9 +56,11 @@ void patch_embed_forward(float* y, const float* x, const float* weight, const fl
 void patch_embed_backward(float* dx, float* dweight, float* dbias, const float* dy, const float* x,
                           const float* weight, float* scratch, const PatchGeometry& g, int64_t D) {
   const int64_t M = g.B * g.patches(), K = g.patch_size();
-  // dcols (M, K) = dy (M, D) @ weight (D, K), scattered back to the image
-  sgemm_batched(false, false, M, K, D, 1.0f, dy, D, 0, weight, K, 0, 0.0f, scratch, K, 0, 1);
-  col2im(dx, scratch, g);
+  if (dx) {
+    // dcols (M, K) = dy (M, D) @ weight (D, K), scattered back to the image
+    sgemm_batched(false, false, M, K, D, 1.0f, dy, D, 0, weight, K, 0, 0.0f, scratch, K, 0, 1);
+    col2im(dx, scratch, g);
+  }
   // dweight (D, K) = dy^T @ cols, with the im2col matrix rebuilt in the same scratch
   im2col(scratch, x, g);
   sgemm_batched(true, false, D, K, M, 1.0f, dy, D, 0, scratch, K, 0, 0.0f, dweight, K, 0, 1);

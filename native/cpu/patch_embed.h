@@ -22,7 +22,8 @@ int64_t patch_embed_scratch(const PatchGeometry& g);
 void patch_embed_forward(float* y, const float* x, const float* weight, const float* bias, float* scratch,
                          const PatchGeometry& g, int64_t D);
 
-// dy (B, N, D), x, weight -> dx (B, C, H, W) (0 where no patch reads), dweight (D, K), dbias (D)
+// dy (B, N, D), x, weight -> dx (B, C, H, W) (0 where no patch reads; skipped when dx is null),
+// dweight (D, K), dbias (D)
 void patch_embed_backward(float* dx, float* dweight, float* dbias, const float* dy, const float* x,
                           const float* weight, float* scratch, const PatchGeometry& g, int64_t D);
 

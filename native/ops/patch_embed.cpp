@@ -38,7 +38,8 @@ Status patch_embed_op(OpContext& ctx) {
   return Status::OK();
 }
 
-// patch_embed_backward(dy, x, weight) -> dx (B, C, H, W), dweight (D, C, p, p), dbias (D)
+// patch_embed_backward(dy, x, weight, {inputGrad = true}) -> [dx (B, C, H, W),] dweight (D, C, p, p), dbias (D)
+// Without inputGrad, dx is neither computed nor returned.
 Status patch_embed_backward_op(OpContext& ctx) {
   const Tensor &dy = ctx.in(0), &x = ctx.in(1), &weight = ctx.in(2);
   cpu::PatchGeometry g;
@@ -46,15 +47,17 @@ Status patch_embed_backward_op(OpContext& ctx) {
   const int64_t D = weight.size(0);
   DINO_RETURN_IF_ERROR(expect_f32(dy, "dy"));
   DINO_RETURN_IF_ERROR(expect_shape(dy, {g.B, g.patches(), D}, "dy"));
+  bool input_grad = true;
+  DINO_RETURN_IF_ERROR(ctx.attrs.get_bool("inputGrad", &input_grad, true));
   Tensor dx, dweight, dbias, scratch;
-  DINO_RETURN_IF_ERROR(new_output(ctx, x.shape, &dx));
+  if (input_grad) DINO_RETURN_IF_ERROR(new_output(ctx, x.shape, &dx));
   DINO_RETURN_IF_ERROR(new_output(ctx, weight.shape, &dweight));
   DINO_RETURN_IF_ERROR(new_output(ctx, {D}, &dbias));
   DINO_RETURN_IF_ERROR(new_output(ctx, {cpu::patch_embed_scratch(g)}, &scratch));
   if (ctx.device.type != DeviceType::kCPU) return no_kernel(ctx);
-  cpu::patch_embed_backward(dx.f32(), dweight.f32(), dbias.f32(), dy.f32(), x.f32(), weight.f32(), scratch.f32(), g,
+  cpu::patch_embed_backward(input_grad ? dx.f32() : nullptr, dweight.f32(), dbias.f32(), dy.f32(), x.f32(), weight.f32(), scratch.f32(), g,
                             D);
-  ctx.outputs.push_back(std::move(dx));
+  if (input_grad) ctx.outputs.push_back(std::move(dx));
   ctx.outputs.push_back(std::move(dweight));
   ctx.outputs.push_back(std::move(dbias));
   return Status::OK();

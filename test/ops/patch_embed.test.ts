@@ -64,6 +64,8 @@ t.test('finite-difference gradients', async (t) => {
   const r = (shape: number[], seed: number) => ({ data: randomValues(shape.reduce((a, b) => a * b, 1), seed), shape });
   gradcheck(t, 'patch_embed p=2', ops.patchEmbed, [r([2, 2, 4, 6], 1), r([3, 2, 2, 2], 2), r([3], 3)]);
   gradcheck(t, 'patch_embed p=3, 7x8 (floor)', ops.patchEmbed, [r([1, 1, 7, 8], 4), r([2, 1, 3, 3], 5), r([2], 6)]);
+  // With the image not watched (the training case) the backward skips dx: the weight path alone.
+  gradcheck(t, 'patch_embed, weight and bias only', ops.patchEmbed, [r([2, 2, 4, 6], 7), r([3, 2, 2, 2], 8), r([3], 9)], { check: [1, 2] });
 });
 
 t.test('bad input throws a clear error and leaves the engine usable', async (t) => {
