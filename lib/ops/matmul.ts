@@ -1,7 +1,7 @@
 // Matrix products: batched matmul with transposes, and the linear layer built on it.
 import type { Tensor } from '../engine/tensor.ts';
 import { registerGradient, runOp } from '../autograd/tape.ts';
-import { reshape, sumTo } from './elementwise.ts';
+import { add, reshape, sumTo } from './elementwise.ts';
 
 export interface MatmulOptions {
   transA?: boolean;
@@ -29,3 +29,10 @@ registerGradient('matmul', ([dy], { inputs: [a, b], attrs }) => {
   }
   return [gradA, sumTo(db(g, a), b.shape)];
 });
+
+// x (..., in) @ weight (out, in)^T + bias (out): torch.nn.Linear with its weight layout, so state dicts
+// map one to one.
+export function linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
+  const y = matmul(x, weight, { transB: true });
+  return bias === undefined ? y : add(y, bias);
+}
