@@ -1,7 +1,8 @@
 // Our ops composed as the official ViT composes them (scripts/fixtures/vit.py writes the PyTorch side):
 // a pre-norm transformer block, and the token preparation with the position-embedding resampling.
 import t from 'tap';
-import { ops, type Tensor } from '../../lib/index.ts';
+import { addon, grads, ops, tensor, tidy, type Tensor } from '../../lib/index.ts';
+import { randomValues } from '../helpers/gradcheck.ts';
 import { loadFixtures } from '../helpers/fixtures.ts';
 import { checkParity } from '../helpers/parity.ts';
 
@@ -53,5 +54,28 @@ t.test('token preparation and position-embedding resampling match PyTorch', asyn
   for (const name of ['tokens_resampled', 'tokens_same_grid']) {
     const c = cases[name];
     checkParity(t, name, c, tokenInputs, prepareTokens(c.attrs.patch), tol);
+  }
+});
+
+t.test('the block\'s gradients do not depend on the thread count (bitwise)', async (t) => {
+  // Large enough (B=8, T=65, C=128, MLP 512) that every op takes its parallel path.
+  const [B, T, C, heads, hidden] = [8, 65, 128, 2, 512];
+  const shapes = [[B, T, C], [C], [C], [3 * C, C], [3 * C], [C, C], [C], [C], [C], [hidden, C], [hidden], [C, hidden], [C]];
+  const values = shapes.map((s, i) => randomValues(s.reduce((a, b) => a * b, 1), 100 + i, -0.5, 0.5));
+  const w = randomValues(B * T * C, 99);
+  const run = (threads: number): Float32Array[] =>
+    tidy(() => {
+      addon.setNumThreads(threads);
+      const xs = shapes.map((s, i) => tensor(values[i], s));
+      const gs = grads(() => ops.sum(ops.mul(block(heads)(...(xs as [Tensor, ...Tensor[]])), tensor(w, [B, T, C]))), xs);
+      return gs.map((g) => g!.data());
+    });
+  const threads = addon.buildInfo().threads;
+  try {
+    const one = run(1);
+    const two = run(2);
+    one.forEach((g, i) => t.ok(Buffer.from(two[i].buffer).equals(Buffer.from(g.buffer)), `gradient of ${blockInputs[i]} is bitwise equal`));
+  } finally {
+    addon.setNumThreads(threads);
   }
 });
