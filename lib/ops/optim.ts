@@ -27,6 +27,12 @@ export function adamwStep(param: Tensor, grad: Tensor, expAvg: Tensor, expAvgSq:
   });
 }
 
+// dst's values replaced by src's, in place (same shape, float32, distinct tensors): loading weights into
+// parameters an optimizer already holds.
+export function assign(dst: Tensor, src: Tensor): void {
+  runOp('assign', [dst, src]);
+}
+
 // teacher = momentum * teacher + (1 - momentum) * student, in place (DINO's teacher update).
 export function emaUpdate(teacher: Tensor, student: Tensor, momentum: number): void {
   runOp('ema_update', [teacher, student], { momentum });

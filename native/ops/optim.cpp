@@ -5,6 +5,7 @@
 
 #include "../cpu/elementwise.h"
 #include "../cpu/optim.h"
+#include "dino/device.h"
 #include "dino/op.h"
 
 namespace dino {
@@ -63,6 +64,13 @@ Status ema_update_op(OpContext& ctx) {
   return Status::OK();
 }
 
+// assign(dst, src) -> []: dst's values replaced by src's (loading weights into parameters that an
+// optimizer already holds, copying the student into the teacher). Any device: a plain byte copy.
+Status assign_op(OpContext& ctx) {
+  DINO_RETURN_IF_ERROR(expect_inplace_operands(ctx, {"dst", "src"}));
+  return copy_bytes(ctx.in(0).raw(), ctx.device, ctx.in(1).raw(), ctx.device, ctx.in(0).nbytes());
+}
+
 // The L2 norm of x as a float32 scalar (accumulated in double), written into a new 0-d output.
 Status push_norm(OpContext& ctx, const Tensor& x, float* norm) {
   Tensor out;
@@ -117,6 +125,7 @@ Status clip_grad_norm_op(OpContext& ctx) {
 }
 
 DINO_REGISTER_INPLACE_OP("adamw_step", adamw_step_op, "param", "grad", "exp_avg", "exp_avg_sq");
+DINO_REGISTER_INPLACE_OP("assign", assign_op, "dst", "src");
 DINO_REGISTER_INPLACE_OP("ema_update", ema_update_op, "teacher", "student");
 DINO_REGISTER_OP("norm", norm_op, "x");
 DINO_REGISTER_OP("norm_backward", norm_backward_op, "x", "norm", "dy");

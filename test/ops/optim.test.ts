@@ -197,3 +197,15 @@ t.test('in-place ops return nothing and are not differentiable', async (t) => {
     t.same([...x.data()], [2, 3], 'and updated its target');
   });
 });
+
+t.test('assign copies values into an existing tensor in place', async (t) => {
+  tidy(() => {
+    const dst = tensor([1, 2, 3, 4], [2, 2]);
+    const view = ops.reshape(dst, [4]);
+    ops.assign(dst, tensor([NaN, -0, 5, Infinity], [2, 2]));
+    const v = view.data();
+    t.ok(Number.isNaN(v[0]) && Object.is(v[1], -0) && v[2] === 5 && v[3] === Infinity, 'every bit pattern copied, seen through a view');
+    t.throws(() => ops.assign(dst, tensor([1, 2], [2])), /src must have shape \[2, 2\]/);
+    t.throws(() => ops.assign(dst, ops.reshape(view, [2, 2])), /share memory/);
+  });
+});
