@@ -4,3 +4,5 @@ export { tidy, dispose } from './engine/scope.ts';
 export { addon, type DType, type BuildInfo, type MemoryStats } from './engine/native.ts';
 export { valueAndGrads, grads, noGrad, registerGradient, runOp, type GradFn, type TapeNode } from './autograd/tape.ts';
 export * as ops from './ops/index.ts';
+export { Generator, type GeneratorState } from './engine/random.ts';
+export { Module, ModuleList, type ParameterOptions } from './nn/module.ts';

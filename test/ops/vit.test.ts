@@ -67,7 +67,8 @@ t.test('the block\'s gradients do not depend on the thread count (bitwise)', asy
     tidy(() => {
       addon.setNumThreads(threads);
       const xs = shapes.map((s, i) => tensor(values[i], s));
-      const gs = grads(() => ops.sum(ops.mul(block(heads)(...(xs as [Tensor, ...Tensor[]])), tensor(w, [B, T, C]))), xs);
+      const f = block(heads) as (...xs: Tensor[]) => Tensor;
+      const gs = grads(() => ops.sum(ops.mul(f(...xs), tensor(w, [B, T, C]))), xs);
       return gs.map((g) => g!.data());
     });
   const threads = addon.buildInfo().threads;
