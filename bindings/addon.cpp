@@ -5,6 +5,7 @@
 #include <omp.h>
 
 #include <atomic>
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -68,7 +69,7 @@ dino::Shape to_shape(Napi::Env env, const Napi::Value& v, const char* what) {
     Napi::Value e = a.Get(i);
     if (!e.IsNumber()) type_error(env, std::string(what) + " must be an array of integers");
     double d = e.As<Napi::Number>().DoubleValue();
-    if (!(d >= 0 && d == static_cast<double>(static_cast<int64_t>(d))))
+    if (!(d >= 0 && d < 9.0e15 && d == std::floor(d)))
       type_error(env, std::string(what) + " must hold non-negative integers, got " + std::to_string(d));
     shape[i] = static_cast<int64_t>(d);
   }
@@ -99,6 +100,7 @@ class NativeTensor : public Napi::ObjectWrap<NativeTensor> {
                         InstanceAccessor<&NativeTensor::DType>("dtype"),
                         InstanceAccessor<&NativeTensor::Device>("device"),
                         InstanceAccessor<&NativeTensor::Disposed>("disposed"),
+                        InstanceAccessor<&NativeTensor::StorageId>("storageId"),
                         InstanceMethod<&NativeTensor::ToArray>("toArray"),
                         InstanceMethod<&NativeTensor::Reshape>("reshape"),
                         InstanceMethod<&NativeTensor::To>("to"),
@@ -135,6 +137,11 @@ class NativeTensor : public Napi::ObjectWrap<NativeTensor> {
   }
   Napi::Value Device(const Napi::CallbackInfo& info) {
     return Napi::String::New(info.Env(), live(info.Env()).device().name());
+  }
+  // Identifies the memory behind the tensor: views share it. Lets the autograd layer make sure no two
+  // gradients it hands out alias each other (an in-place update of one must not change another).
+  Napi::Value StorageId(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(reinterpret_cast<uintptr_t>(live(info.Env()).storage.get())));
   }
   Napi::Value Disposed(const Napi::CallbackInfo& info) {
     return Napi::Boolean::New(info.Env(), !tensor_.defined());
@@ -331,9 +338,13 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
 
 Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!info[0].IsNumber() || info[0].As<Napi::Number>().Int32Value() < 1)
-    type_error(env, "setNumThreads takes a positive integer");
-  omp_set_num_threads(info[0].As<Napi::Number>().Int32Value());
+  // More threads than a few per core only slows the kernels down, and OpenMP ends the process when it
+  // cannot create a thread: refuse absurd counts here.
+  const int most = 4 * omp_get_num_procs();
+  const double n = info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : 0;
+  if (!(n >= 1 && n <= most && n == std::floor(n)))
+    throw Napi::RangeError::New(env, "setNumThreads takes an integer from 1 to " + std::to_string(most));
+  omp_set_num_threads(static_cast<int>(n));
   return env.Undefined();
 }
 

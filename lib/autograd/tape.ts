@@ -3,7 +3,7 @@
 // reverse, calling one small gradient function per op (lib/ops/*: registerGradient).
 import { addon, type Attrs } from '../engine/native.ts';
 import { Tensor, shapeText } from '../engine/tensor.ts';
-import { tidy } from '../engine/scope.ts';
+import { setRetainPredicate, tidy } from '../engine/scope.ts';
 
 export interface TapeNode {
   readonly op: string;
@@ -28,9 +28,12 @@ export function registerGradient(op: string, fn: GradFn): void {
 class Tape {
   readonly nodes: TapeNode[] = [];
   readonly needsGrad = new Set<Tensor>();
+  // Every tensor a node refers to: kept alive through scopes nested in the recorded function.
+  readonly referenced = new Set<Tensor>();
 }
 
 let tape: Tape | null = null;
+setRetainPredicate((t) => tape !== null && tape.referenced.has(t as Tensor));
 let noGradDepth = 0;
 
 // Runs a native op and records it when gradients are wanted. Every op in lib/ops goes through here.
@@ -40,6 +43,7 @@ export function runOp(op: string, inputs: readonly Tensor[], attrs: Attrs = {}):
   if (needsGrad.some((n) => n)) {
     tape!.nodes.push({ op, inputs: [...inputs], outputs, attrs, needsGrad });
     for (const o of outputs) tape!.needsGrad.add(o);
+    for (const t of [...inputs, ...outputs]) tape!.referenced.add(t);
   }
   return outputs;
 }
@@ -78,7 +82,7 @@ export function valueAndGrads(f: () => Tensor, xs: readonly Tensor[]): ValueAndG
       throw new Error(`valueAndGrads: f must return a tensor with one element, got ${value instanceof Tensor ? shapeText(value.shape) : typeof value}`);
     }
     const grads = backward(t, value);
-    return { value, grads: xs.map((x) => grads.get(x) ?? null) };
+    return { value, grads: unaliased(value, xs.map((x) => grads.get(x) ?? null)) };
   });
 }
 
@@ -87,6 +91,24 @@ export function grads(f: () => Tensor, xs: readonly Tensor[]): (Tensor | null)[]
     const r = valueAndGrads(f, xs);
     r.value.dispose();
     return r.grads;
+  });
+}
+
+// Gradient functions may pass an upstream gradient through unchanged or as a view (add, reshape), so two
+// returned gradients can share memory. Callers update gradients in place (clipping), so each one that
+// shares memory with an earlier one (or with the value) is replaced by a copy.
+function unaliased(value: Tensor, gs: (Tensor | null)[]): (Tensor | null)[] {
+  const seen = new Set<number>([value.native.storageId]);
+  return gs.map((g) => {
+    if (g === null) return null;
+    const id = g.native.storageId;
+    if (!seen.has(id)) {
+      seen.add(id);
+      return g;
+    }
+    const copy = runOp('affine', [g], { alpha: 1, beta: 0 })[0];
+    seen.add(copy.native.storageId);
+    return copy;
   });
 }
 

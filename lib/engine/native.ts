@@ -15,6 +15,8 @@ export interface NativeTensor {
   readonly dtype: DType;
   readonly device: string;
   readonly disposed: boolean;
+  // Equal for tensors that share memory (a tensor and its reshaped views).
+  readonly storageId: number;
   toArray(): Float32Array | Uint16Array;
   reshape(shape: number[]): NativeTensor;
   to(device: string): NativeTensor;

@@ -25,6 +25,12 @@ function collect(value: unknown, into: Set<Scoped>, isScoped: (v: unknown) => v 
 }
 
 let isScopedValue: (v: unknown) => v is Scoped = (_v: unknown): _v is Scoped => false;
+// Tensors a recording gradient tape still needs: a scope inside the recorded function hands them to its
+// parent instead of disposing them (set by the tape module).
+let isRetained: (t: Scoped) => boolean = () => false;
+export function setRetainPredicate(p: (t: Scoped) => boolean): void {
+  isRetained = p;
+}
 // Set once by the tensor module, so that this module needs no import of it.
 export function setScopedPredicate(p: (v: unknown) => v is Scoped): void {
   isScopedValue = p;
@@ -49,7 +55,7 @@ export function tidy<T>(fn: () => T): T {
   const survivors = new Set<Scoped>();
   collect(result, survivors, isScopedValue);
   for (const t of scope) {
-    if (survivors.has(t)) track(t);
+    if (survivors.has(t) || isRetained(t)) track(t);
     else if (!t.kept) t.dispose();
   }
   return result;

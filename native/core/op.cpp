@@ -2,7 +2,9 @@
 
 #include <cmath>
 #include <cstring>
+#include <exception>
 #include <memory>
+#include <new>
 #include <unordered_map>
 
 namespace dino {
@@ -190,7 +192,15 @@ Status run_op(const std::string& name, OpContext& ctx) {
       t = std::move(c);
     }
   }
-  return def->fn(ctx).with_context(context);
+  // Kernels report failures as statuses; this catches what the C++ library itself may throw outside
+  // a parallel region (a std::bad_alloc from a scratch vector), so it too becomes a JS error.
+  try {
+    return def->fn(ctx).with_context(context);
+  } catch (const std::bad_alloc&) {
+    return Status(Code::kOutOfMemory, "the system refused memory for scratch space").with_context(context);
+  } catch (const std::exception& e) {
+    return Status(Code::kInternal, e.what()).with_context(context);
+  }
 }
 
 Status expect_f32(const Tensor& t, const char* name) {

@@ -58,7 +58,10 @@ Status parse_device(const std::string& name, Device* out) {
   }
   if (name.rfind("cuda:", 0) == 0 && name.size() > 5 && name.size() < 9 &&
       name.find_first_not_of("0123456789", 5) == std::string::npos) {
-    *out = Device{DeviceType::kCUDA, std::stoi(name.substr(5))};
+    const int index = std::stoi(name.substr(5));
+    DINO_CHECK(index < kMaxCudaDevices, kInvalidArgument, "device index ", index, " is beyond the ",
+               kMaxCudaDevices, " devices this engine supports");
+    *out = Device{DeviceType::kCUDA, index};
     return Status::OK();
   }
   return Status(Code::kInvalidArgument, str("unknown device '", name, "' (expected cpu, cuda or cuda:N)"));

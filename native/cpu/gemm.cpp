@@ -24,7 +24,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
-#include <new>
 
 #include "gemm_kernels.h"
 
@@ -210,7 +209,7 @@ void pack_b(const Gemm& g, int64_t p0, int64_t kc, int64_t j0, int64_t nc, float
 }
 
 // Per-thread packing buffers, kept across calls: reallocating (and page-faulting) a panel on every
-// call would cost more than a small GEMM itself.
+// call would cost more than a small GEMM itself. Null when the system refuses the memory.
 float* thread_buffer(int64_t floats) {
   struct Free {
     void operator()(float* p) const { std::free(p); }
@@ -218,11 +217,25 @@ float* thread_buffer(int64_t floats) {
   thread_local std::unique_ptr<float, Free> buf;
   thread_local int64_t cap = 0;
   if (floats > cap) {
-    cap = round_up(floats, 4096);
-    buf.reset(static_cast<float*>(std::aligned_alloc(64, cap * sizeof(float))));
-    if (!buf) throw std::bad_alloc();
+    const int64_t want = round_up(floats, 4096);
+    buf.reset(static_cast<float*>(std::aligned_alloc(64, want * sizeof(float))));
+    cap = buf ? want : 0;
   }
   return buf.get();
+}
+
+// The same block without packing, for a thread that could not get its few MiB of packing buffer:
+// slow, but an exception thrown here (inside a parallel region) would end the process.
+void unpacked_block(const Gemm& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  for (int64_t i = m0; i < m1; i++) {
+    for (int64_t j = n0; j < n1; j++) {
+      float acc = 0.0f;
+      for (int64_t k = 0; k < g.K; k++)
+        acc += (g.transA ? g.A[k * g.lda + i] : g.A[i * g.lda + k]) * (g.transB ? g.B[j * g.ldb + k] : g.B[k * g.ldb + j]);
+      float* c = g.C + i * g.ldc + j;
+      *c = g.beta == 0.0f ? g.alpha * acc : g.alpha * acc + g.beta * *c;
+    }
+  }
 }
 
 // C[m0:m1, n0:n1] of one GEMM on the calling thread. m0 is a multiple of MR and n0 of NR, so the
@@ -232,6 +245,7 @@ template <int MR, int NR, sgemm_ukernel_fn ukernel>
 void gemm_block(const Gemm& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   const int64_t kc_max = pick_kc<MR>(g.K), nc_max = pick_nc<NR>(n1 - n0, kc_max);
   float* bufB = thread_buffer(kc_max * nc_max + MR * kc_max);
+  if (!bufB) return unpacked_block(g, m0, m1, n0, n1);
   float* bufA = bufB + kc_max * nc_max;  // kc_max * nc_max is a multiple of 64: aligned
   for (int64_t jc = n0; jc < n1; jc += nc_max) {
     const int64_t nc = std::min(nc_max, n1 - jc);

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <vector>
 
+#include <omp.h>
+
 namespace dino::cpu {
 namespace {
 
@@ -45,15 +47,17 @@ constexpr int64_t kParallelFloats = 16384;
 
 }  // namespace
 
+int64_t bicubic_scratch(int64_t H, int64_t outW) { return omp_get_max_threads() * H * outW; }
+
 // Separable: each plane is first resampled along W into rows (H, outW), then along H. The sums run in
 // the same order as PyTorch's (the W taps of a row first, then the four rows), so results match it
 // to rounding.
-void bicubic_forward(float* y, const float* x, int64_t planes, int64_t H, int64_t W, int64_t outH, int64_t outW,
-                     double scaleH, double scaleW) {
+void bicubic_forward(float* y, const float* x, float* scratch, int64_t planes, int64_t H, int64_t W, int64_t outH,
+                     int64_t outW, double scaleH, double scaleW) {
   const Taps ty = cubic_taps(H, outH, scaleH), tx = cubic_taps(W, outW, scaleW);
 #pragma omp parallel if (planes * outH * outW > kParallelFloats)
   {
-    std::vector<float> rows(H * outW);
+    float* rows = scratch + omp_get_thread_num() * H * outW;
 #pragma omp for schedule(static)
     for (int64_t pl = 0; pl < planes; ++pl) {
       const float* src = x + pl * H * W;
@@ -81,15 +85,15 @@ void bicubic_forward(float* y, const float* x, int64_t planes, int64_t H, int64_
 
 // The transpose of the forward: dy is spread back along H into rows (H, outW), then along W. Planes are
 // independent, so threads split the planes and no two of them add into the same pixel.
-void bicubic_backward(float* dx, const float* dy, int64_t planes, int64_t H, int64_t W, int64_t outH, int64_t outW,
-                      double scaleH, double scaleW) {
+void bicubic_backward(float* dx, const float* dy, float* scratch, int64_t planes, int64_t H, int64_t W, int64_t outH,
+                      int64_t outW, double scaleH, double scaleW) {
   const Taps ty = cubic_taps(H, outH, scaleH), tx = cubic_taps(W, outW, scaleW);
 #pragma omp parallel if (planes * outH * outW > kParallelFloats)
   {
-    std::vector<float> rows(H * outW);
+    float* rows = scratch + omp_get_thread_num() * H * outW;
 #pragma omp for schedule(static)
     for (int64_t pl = 0; pl < planes; ++pl) {
-      std::fill(rows.begin(), rows.end(), 0.0f);
+      std::fill(rows, rows + H * outW, 0.0f);
       const float* g = dy + pl * outH * outW;
       for (int64_t o = 0; o < outH; ++o) {
         const float* grow = g + o * outW;

@@ -8,12 +8,16 @@
 
 namespace dino::cpu {
 
+// Floats of scratch both passes need: one (H, outW) row buffer per thread. The caller allocates it, so
+// that an absurd size is an allocation error and not an exception inside a parallel region.
+int64_t bicubic_scratch(int64_t H, int64_t outW);
+
 // x (N, C, H, W) -> y (N, C, outH, outW), planes = N*C
-void bicubic_forward(float* y, const float* x, int64_t planes, int64_t H, int64_t W, int64_t outH, int64_t outW,
-                     double scaleH, double scaleW);
+void bicubic_forward(float* y, const float* x, float* scratch, int64_t planes, int64_t H, int64_t W, int64_t outH,
+                     int64_t outW, double scaleH, double scaleW);
 
 // dy (N, C, outH, outW) -> dx (N, C, H, W): each input pixel gets the sum of its weights times dy.
-void bicubic_backward(float* dx, const float* dy, int64_t planes, int64_t H, int64_t W, int64_t outH, int64_t outW,
-                      double scaleH, double scaleW);
+void bicubic_backward(float* dx, const float* dy, float* scratch, int64_t planes, int64_t H, int64_t W, int64_t outH,
+                      int64_t outW, double scaleH, double scaleW);
 
 }  // namespace dino::cpu

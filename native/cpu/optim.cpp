@@ -1,6 +1,8 @@
 #include "optim.h"
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 namespace dino::cpu {
 namespace {
@@ -43,10 +45,28 @@ void ema_update(float* teacher, const float* student, int64_t n, double momentum
   for (int64_t i = 0; i < n; ++i) teacher[i] = teacher[i] * m + w * student[i];
 }
 
+// Fixed blocks summed in a fixed order: the result (which sets the clipping factor) must not depend
+// on the thread count, which an OpenMP reduction's would.
 double sum_squares(const float* x, int64_t n) {
+  constexpr int64_t kBlock = 8192;
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+  if (blocks <= 1) {
+    double s = 0.0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t i = 0; i < n; ++i) s += static_cast<double>(x[i]) * x[i];
+    return s;
+  }
+  std::vector<double> partial(blocks);
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t end = std::min(n, (b + 1) * kBlock);
+    double s = 0.0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t i = b * kBlock; i < end; ++i) s += static_cast<double>(x[i]) * x[i];
+    partial[b] = s;
+  }
   double s = 0.0;
-#pragma omp parallel for simd schedule(static) reduction(+ : s) if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(x[i]) * x[i];
+  for (double p : partial) s += p;
   return s;
 }
 

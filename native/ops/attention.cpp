@@ -24,6 +24,8 @@ Status attention_dims(const OpContext& ctx, const Tensor& qkv, AttentionDims* d)
              ") must be 3 * heads * head_dim with heads = ", heads);
   d->B = qkv.size(0);
   d->T = qkv.size(1);
+  // T * T score elements per head must stay countable (only an empty batch could get this far).
+  DINO_CHECK(d->T <= (int64_t{1} << 30), kShapeMismatch, "sequence length ", d->T, " is too long");
   d->H = heads;
   d->hd = C / (3 * heads);
   double scale = 0;

@@ -136,16 +136,16 @@ Status reshape_op(OpContext& ctx) {
   const Tensor& x = ctx.in(0);
   Shape shape;
   DINO_RETURN_IF_ERROR(ctx.attrs.get_ints("shape", &shape));
-  int64_t known = 1, infer = -1;
+  int64_t infer = -1;
+  Shape known_dims = shape;  // the -1 counted as 1, so the product is checked like any shape's
   for (size_t i = 0; i < shape.size(); ++i) {
-    if (shape[i] == -1) {
-      DINO_CHECK(infer < 0, kInvalidArgument, "only one dimension can be -1 in ", shape_str(shape));
-      infer = static_cast<int64_t>(i);
-    } else {
-      DINO_CHECK(shape[i] >= 0, kInvalidArgument, "negative dimension in ", shape_str(shape));
-      known *= shape[i];
-    }
+    if (shape[i] != -1) continue;
+    DINO_CHECK(infer < 0, kInvalidArgument, "only one dimension can be -1 in ", shape_str(shape));
+    infer = static_cast<int64_t>(i);
+    known_dims[i] = 1;
   }
+  int64_t known = 0;
+  DINO_RETURN_IF_ERROR(checked_numel(known_dims, &known));
   if (infer >= 0) {
     DINO_CHECK(known != 0 && x.numel() % known == 0, kShapeMismatch, "cannot reshape ", shape_str(x.shape),
                " to ", shape_str(shape));

@@ -7,12 +7,22 @@
 namespace dino {
 namespace {
 
-// The scale factors scaleH and scaleW (required, finite and positive).
+// Sizes beyond this are refused up front: the tap tables are proportional to them.
+constexpr int64_t kMaxSize = int64_t{1} << 30;
+
+// The scale factors scaleH and scaleW (required), within [2^-30, 2^30] so that source coordinates
+// stay finite.
 Status get_scales(const Attrs& attrs, double* sh, double* sw) {
   DINO_RETURN_IF_ERROR(attrs.get_double("scaleH", sh));
   DINO_RETURN_IF_ERROR(attrs.get_double("scaleW", sw));
-  DINO_CHECK(std::isfinite(*sh) && *sh > 0 && std::isfinite(*sw) && *sw > 0, kInvalidArgument,
-             "scale factors must be finite and positive, got scaleH = ", *sh, ", scaleW = ", *sw);
+  const double lo = 1.0 / kMaxSize, hi = kMaxSize;
+  DINO_CHECK(*sh >= lo && *sh <= hi && *sw >= lo && *sw <= hi, kInvalidArgument,
+             "scale factors must be in [2^-30, 2^30], got scaleH = ", *sh, ", scaleW = ", *sw);
+  return Status::OK();
+}
+
+Status check_size(const char* name, int64_t v) {
+  DINO_CHECK(v >= 1 && v <= kMaxSize, kInvalidArgument, name, " must be in [1, 2^30], got ", v);
   return Status::OK();
 }
 
@@ -20,11 +30,10 @@ Status get_scales(const Attrs& attrs, double* sh, double* sw) {
 Status out_size(const Attrs& attrs, const char* name, int64_t in, double scale, int64_t* out) {
   if (attrs.has(name)) {
     DINO_RETURN_IF_ERROR(attrs.get_int(name, out));
-    DINO_CHECK(*out >= 1, kInvalidArgument, name, " must be at least 1, got ", *out);
-    return Status::OK();
+    return check_size(name, *out);
   }
   const double size = std::floor(static_cast<double>(in) * scale);
-  DINO_CHECK(size >= 1 && size <= double(1 << 30), kInvalidArgument, "the output size floor(", in, " * ", scale,
+  DINO_CHECK(size >= 1 && size <= double(kMaxSize), kInvalidArgument, "the output size floor(", in, " * ", scale,
              ") = ", size, " is out of range [1, 2^30]; pass ", name, " or another scale");
   *out = static_cast<int64_t>(size);
   return Status::OK();
@@ -42,10 +51,14 @@ Status bicubic_interpolate_op(OpContext& ctx) {
   int64_t oh = 0, ow = 0;
   DINO_RETURN_IF_ERROR(out_size(ctx.attrs, "outH", H, sh, &oh));
   DINO_RETURN_IF_ERROR(out_size(ctx.attrs, "outW", W, sw, &ow));
-  Tensor y;
+  Tensor y, scratch;
   DINO_RETURN_IF_ERROR(new_output(ctx, {x.size(0), x.size(1), oh, ow}, &y));
   if (ctx.device.type != DeviceType::kCPU) return no_kernel(ctx);
-  cpu::bicubic_forward(y.f32(), x.f32(), x.size(0) * x.size(1), H, W, oh, ow, sh, sw);
+  const int64_t planes = x.size(0) * x.size(1);
+  if (planes > 0) {
+    DINO_RETURN_IF_ERROR(new_output(ctx, {cpu::bicubic_scratch(H, ow)}, &scratch));
+    cpu::bicubic_forward(y.f32(), x.f32(), scratch.f32(), planes, H, W, oh, ow, sh, sw);
+  }
   ctx.outputs.push_back(std::move(y));
   return Status::OK();
 }
@@ -58,13 +71,20 @@ Status bicubic_interpolate_backward_op(OpContext& ctx) {
   int64_t H = 0, W = 0;
   DINO_RETURN_IF_ERROR(ctx.attrs.get_int("inH", &H));
   DINO_RETURN_IF_ERROR(ctx.attrs.get_int("inW", &W));
-  DINO_CHECK(H >= 1 && W >= 1, kInvalidArgument, "inH and inW must be at least 1, got ", H, " and ", W);
+  DINO_RETURN_IF_ERROR(check_size("inH", H));
+  DINO_RETURN_IF_ERROR(check_size("inW", W));
+  DINO_RETURN_IF_ERROR(check_size("dy's height", dy.size(2)));
+  DINO_RETURN_IF_ERROR(check_size("dy's width", dy.size(3)));
   double sh = 0, sw = 0;
   DINO_RETURN_IF_ERROR(get_scales(ctx.attrs, &sh, &sw));
-  Tensor dx;
+  Tensor dx, scratch;
   DINO_RETURN_IF_ERROR(new_output(ctx, {dy.size(0), dy.size(1), H, W}, &dx));
   if (ctx.device.type != DeviceType::kCPU) return no_kernel(ctx);
-  cpu::bicubic_backward(dx.f32(), dy.f32(), dy.size(0) * dy.size(1), H, W, dy.size(2), dy.size(3), sh, sw);
+  const int64_t planes = dy.size(0) * dy.size(1);
+  if (planes > 0) {
+    DINO_RETURN_IF_ERROR(new_output(ctx, {cpu::bicubic_scratch(H, dy.size(3))}, &scratch));
+    cpu::bicubic_backward(dx.f32(), dy.f32(), scratch.f32(), planes, H, W, dy.size(2), dy.size(3), sh, sw);
+  }
   ctx.outputs.push_back(std::move(dx));
   return Status::OK();
 }

@@ -37,3 +37,27 @@ t.test('the value is returned and must be a single element', async (t) => {
     t.throws(() => valueAndGrads(() => valueAndGrads(() => ops.sum(x), [x]).value, [x]), /nested/);
   });
 });
+
+t.test('returned gradients never share memory, so updating one in place leaves the others alone', async (t) => {
+  tidy(() => {
+    const a = tensor([1, 2, 3], [3]);
+    const b = tensor([4, 5, 6], [3]);
+    const c = tensor([1, 1, 1, 1, 1, 1], [2, 3]);
+    // add passes dy through to both inputs; reshape's gradient is a view of its dy
+    const gs = grads(() => ops.add(ops.sum(ops.add(a, b)), ops.sum(ops.reshape(c, [6]))), [a, b, c]);
+    const ids = gs.map((g) => g!.native.storageId);
+    t.equal(new Set(ids).size, 3, 'three distinct buffers');
+    ops.clipGradNorm(gs[0]!, 0.5);
+    t.same([...gs[1]!.data()], [1, 1, 1], "clipping a's gradient does not touch b's");
+    gs[0]!.dispose();
+    t.same([...gs[1]!.data()], [1, 1, 1], "disposing a's gradient does not dispose b's");
+  });
+});
+
+t.test('scopes inside the differentiated function keep what the tape needs', async (t) => {
+  tidy(() => {
+    const x = tensor([0.5, -1], [2]);
+    const [g] = grads(() => tidy(() => ops.sum(ops.mul(ops.mul(x, x), x))), [x]);
+    t.same([...g!.data()], [0.75, 3], 'd/dx sum(x^3) = 3x^2');
+  });
+});

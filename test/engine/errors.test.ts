@@ -64,7 +64,9 @@ t.test('out-of-range axes', async (t) => {
 
 t.test('an allocation too large to satisfy', async (t) => {
   const before = addon.memoryStats('cpu').inUse;
-  t.throws(() => zeros([200000, 200000]), { message: /allocating \[200000, 200000\] float32 on cpu: cannot allocate 160000000000 bytes/, code: 'ERR_DINO_OUT_OF_MEMORY' });
+  // Just over the allocator's limit (physical memory): refused before the system is asked.
+  const rows = Math.ceil(addon.memoryStats('cpu').limit / 4 / 100000) + 1;
+  t.throws(() => zeros([rows, 100000]), { message: new RegExp(`allocating \\[${rows}, 100000\\] float32 on cpu: cannot allocate ${rows * 400000} bytes`), code: 'ERR_DINO_OUT_OF_MEMORY' });
   t.throws(() => zeros([2 ** 40, 2 ** 40]), { message: /too many elements/, code: 'ERR_DINO_OUT_OF_MEMORY' });
   tidy(() => {
     const big = zeros([1, 4000]);
@@ -98,5 +100,22 @@ t.test('a CUDA tensor on a machine or build without CUDA', async (t) => {
     return;
   }
   t.throws(() => zeros([2], { device: 'cuda' }), { message: /cuda:0/, code: /ERR_DINO_(UNSUPPORTED|DEVICE)/ });
+  healthy(t);
+});
+
+t.test('absurd sizes in attributes are refused, not attempted', async (t) => {
+  tidy(() => {
+    t.throws(() => ops.bicubicInterpolate(zeros([1, 1, 100000, 1]), { scaleH: 1e-5, scaleW: 1, outH: 1, outW: 1e8 }), /ERR_DINO_OUT_OF_MEMORY|cannot allocate/, 'a scratch buffer beyond memory');
+    t.throws(() => ops.bicubicInterpolate(zeros([0, 1, 1, 1]), { scaleH: 1, scaleW: 1, outH: 1, outW: 1e15 }), /outW must be in \[1, 2\^30\]/);
+    t.throws(() => runOp('bicubic_interpolate_backward', [zeros([0, 1, 2, 2])], { inH: 1e15, inW: 1, scaleH: 1, scaleW: 1 }), /inH must be in \[1, 2\^30\]/);
+    t.throws(() => ops.bicubicInterpolate(zeros([1, 1, 2, 2]), { scaleH: 1e-300, scaleW: 1, outH: 1 }), /scale factors must be in/);
+    t.throws(() => ops.reshape(zeros([0]), [2 ** 40, 2 ** 40, -1]), /too many elements/);
+    t.throws(() => ops.attention(zeros([0, 2 ** 40, 6]), 1), /sequence length .* is too long/);
+    t.throws(() => tensor([], [1e300]), /non-negative integers/);
+  });
+  t.throws(() => addon.memoryStats('cuda:999'), /beyond the 16 devices/);
+  t.throws(() => addon.emptyCache('cuda:16'), /beyond the 16 devices/);
+  t.throws(() => addon.setNumThreads(1e6), RangeError);
+  t.throws(() => addon.setNumThreads(0), RangeError);
   healthy(t);
 });

@@ -5,10 +5,10 @@ import { ops, tensor, tidy } from '../../lib/index.ts';
 import { randomValues } from '../helpers/gradcheck.ts';
 import { assertClose } from '../helpers/close.ts';
 
-function reference(a: Float32Array, b: Float32Array, batch: number, M: number, N: number, K: number, ta: boolean, tb: boolean, shareB: boolean): Float64Array {
+function reference(a: Float32Array, b: Float32Array, batch: number, M: number, N: number, K: number, ta: boolean, tb: boolean, shareB: boolean, shareA = false): Float64Array {
   const c = new Float64Array(batch * M * N);
   for (let p = 0; p < batch; p++) {
-    const ao = p * M * K;
+    const ao = shareA ? 0 : p * M * K;
     const bo = shareB ? 0 : p * K * N;
     for (let i = 0; i < M; i++) {
       for (let j = 0; j < N; j++) {
@@ -29,21 +29,24 @@ t.test('matmul agrees with a double-precision reference on tile-edge sizes', asy
   for (const M of sizes) {
     for (const N of [1, 16, 17, 33, 64]) {
       for (const K of [1, 7, 64, 129]) {
+        // Every combination of the transposes, batched or not, and a shared (2-D) operand on either side.
         const ta = seed % 2 === 0;
-        const tb = seed % 3 === 0;
-        const batch = seed % 4 === 0 ? 3 : 1;
-        const shareB = batch > 1 && seed % 8 === 0;
+        const tb = Math.floor(seed / 2) % 2 === 0;
+        const batch = Math.floor(seed / 4) % 2 === 0 ? 3 : 1;
+        const shared = batch > 1 ? Math.floor(seed / 8) % 3 : 0; // 0: none, 1: b, 2: a
+        const shareB = shared === 1;
+        const shareA = shared === 2;
         seed++;
         tidy(() => {
-          const a = randomValues(batch * M * K, seed * 2);
+          const a = randomValues((shareA ? 1 : batch) * M * K, seed * 2);
           const b = randomValues((shareB ? 1 : batch) * K * N, seed * 2 + 1);
           const lead = batch > 1 ? [batch] : [];
-          const A = tensor(a, [...lead, ...(ta ? [K, M] : [M, K])]);
+          const A = tensor(a, [...(shareA ? [] : lead), ...(ta ? [K, M] : [M, K])]);
           const B = tensor(b, [...(shareB ? [] : lead), ...(tb ? [N, K] : [K, N])]);
           const C = ops.matmul(A, B, { transA: ta, transB: tb });
           // float32 products summed over K terms of magnitude <= 1: error grows like sqrt(K) * 2^-24 per term.
-          assertClose(t, C, reference(a, b, batch, M, N, K, ta, tb, shareB), { atol: 2e-6 * Math.sqrt(K) * 4, rtol: 1e-5 },
-            `M=${M} N=${N} K=${K} transA=${ta} transB=${tb} batch=${batch}${shareB ? ' (shared b)' : ''}`);
+          assertClose(t, C, reference(a, b, batch, M, N, K, ta, tb, shareB, shareA), { atol: 2e-6 * Math.sqrt(K) * 4, rtol: 1e-5 },
+            `M=${M} N=${N} K=${K} transA=${ta} transB=${tb} batch=${batch}${shareB ? ' (shared b)' : ''}${shareA ? ' (shared a)' : ''}`);
         });
       }
     }
@@ -57,5 +60,13 @@ t.test('a large product crosses the K and N cache blocks', async (t) => {
     const b = randomValues(N * K, 12);
     const C = ops.matmul(tensor(a, [M, K]), tensor(b, [N, K]), { transB: true });
     assertClose(t, C, reference(a, b, 1, M, N, K, false, true, false), { atol: 2e-6 * Math.sqrt(K) * 4, rtol: 1e-5 }, 'M=70 N=530 K=1100');
+  });
+});
+
+t.test('an empty inner dimension gives zeros', async (t) => {
+  tidy(() => {
+    const C = ops.matmul(tensor([], [3, 0]), tensor([], [0, 2]));
+    t.same([...C.shape], [3, 2]);
+    t.same([...C.data()], [0, 0, 0, 0, 0, 0]);
   });
 });

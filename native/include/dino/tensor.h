@@ -19,6 +19,8 @@ const char* dtype_name(DType d);
 bool parse_dtype(const std::string& name, DType* out);
 
 enum class DeviceType : uint8_t { kCPU = 0, kCUDA = 1 };
+// CUDA devices cuda:0 .. cuda:15; parse_device refuses others, so per-device tables can be fixed arrays.
+constexpr int kMaxCudaDevices = 16;
 struct Device {
   DeviceType type = DeviceType::kCPU;
   int index = 0;
