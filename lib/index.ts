@@ -6,3 +6,9 @@ export { valueAndGrads, grads, noGrad, registerGradient, runOp, type GradFn, typ
 export * as ops from './ops/index.ts';
 export { Generator, type GeneratorState } from './engine/random.ts';
 export { Module, ModuleList, type ParameterOptions } from './nn/module.ts';
+export { DINOLoss, type DINOLossOptions, type DINOLossDiagnostics } from './loss/dino-loss.ts';
+export { cosineScheduler, teacherTempSchedule, linspace } from './optim/schedules.ts';
+export { AdamW, type AdamWHyper, type AdamWParamState, type AdamWStateDict, type ParamGroup, type ParamGroupSpec } from './optim/adamw.ts';
+export { getParamsGroups, setSchedules } from './optim/param-groups.ts';
+export { nameGrads, clipGradients, cancelGradientsLastLayer, type NamedGrads } from './optim/grads.ts';
+export { updateTeacher } from './optim/ema.ts';

@@ -33,13 +33,18 @@ export function sumTo(dy: Tensor, shape: readonly number[]): Tensor {
   return reshape(sum(dy, axes, true), shape);
 }
 
-registerGradient('add', ([dy], { inputs: [a, b] }) => [sumTo(dy!, a.shape), sumTo(dy!, b.shape)]);
-registerGradient('sub', ([dy], { inputs: [a, b] }) => [sumTo(dy!, a.shape), sumTo(neg(dy!), b.shape)]);
-registerGradient('mul', ([dy], { inputs: [a, b] }) => [sumTo(mul(dy!, b), a.shape), sumTo(mul(dy!, a), b.shape)]);
+// Inputs that want no gradient (a constant operand: a mask, a teacher's probabilities) get none, which
+// saves a full-size product per backward pass.
+registerGradient('add', ([dy], { inputs: [a, b], needsGrad: [ga, gb] }) => [ga ? sumTo(dy!, a.shape) : null, gb ? sumTo(dy!, b.shape) : null]);
+registerGradient('sub', ([dy], { inputs: [a, b], needsGrad: [ga, gb] }) => [ga ? sumTo(dy!, a.shape) : null, gb ? sumTo(neg(dy!), b.shape) : null]);
+registerGradient('mul', ([dy], { inputs: [a, b], needsGrad: [ga, gb] }) => [
+  ga ? sumTo(mul(dy!, b), a.shape) : null,
+  gb ? sumTo(mul(dy!, a), b.shape) : null,
+]);
 // d(a/b)/db = -(a/b)/b = -out/b
-registerGradient('div', ([dy], { inputs: [a, b], outputs: [out] }) => [
-  sumTo(div(dy!, b), a.shape),
-  sumTo(neg(div(mul(dy!, out), b)), b.shape),
+registerGradient('div', ([dy], { inputs: [a, b], outputs: [out], needsGrad: [ga, gb] }) => [
+  ga ? sumTo(div(dy!, b), a.shape) : null,
+  gb ? sumTo(neg(div(mul(dy!, out), b)), b.shape) : null,
 ]);
 registerGradient('affine', ([dy], { attrs }) => [scale(dy!, attrs.alpha as number)]);
 registerGradient('broadcast_to', ([dy], { inputs: [x] }) => [sumTo(dy!, x.shape)]);

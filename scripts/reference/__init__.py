@@ -1,0 +1,1 @@
+"""PyTorch references of the official DINO code, imported by the fixture scripts."""
