@@ -12,3 +12,11 @@ export { AdamW, type AdamWHyper, type AdamWParamState, type AdamWStateDict, type
 export { getParamsGroups, setSchedules } from './optim/param-groups.ts';
 export { nameGrads, clipGradients, cancelGradientsLastLayer, type NamedGrads } from './optim/grads.ts';
 export { updateTeacher } from './optim/ema.ts';
+export { Linear, LayerNorm, BatchNorm1d, GELU, Sequential, PatchConv2d, WeightNormLinear, type Layer, type BatchNorm1dOptions } from './nn/layers.ts';
+export {
+  VisionTransformer, vitTiny, vitSmall, vitBase, interpolatePosEncoding, prepareTokens, sampleDropPathMasks,
+  type VisionTransformerConfig, type ViTFactoryOptions, type ViTForwardOptions, type DropPathMasks, type DropPathRequest, type DropPathBranch,
+} from './model/vit.ts';
+export { DINOHead, type DINOHeadConfig } from './model/head.ts';
+export { MultiCropWrapper } from './model/multicrop.ts';
+export { initVisionTransformer, initDINOHead } from './model/init.ts';

@@ -8,3 +8,4 @@ export * from './conv.ts';
 export * from './interpolate.ts';
 export * from './norm.ts';
 export * from './activation.ts';
+export * from './batchnorm.ts';
