@@ -1,0 +1,292 @@
+// The DINO training step exactly as main_dino.py orders it: schedules for this iteration, teacher
+// forward (no gradients, global crops only), student forward on every crop, loss, backward, per-tensor
+// clipping, the last layer frozen during the first epoch(s), AdamW, the teacher EMA, and the centre
+// update. The trainer owns the student, the teacher, the loss (its centre), the optimizer, the
+// schedules and the random generator, and serialises all of them for checkpoints.
+import { Generator, type GeneratorState } from '../engine/random.ts';
+import { tidy } from '../engine/scope.ts';
+import { shapeText, type Tensor } from '../engine/tensor.ts';
+import { noGrad, valueAndGrads } from '../autograd/tape.ts';
+import { DINOLoss } from '../loss/dino-loss.ts';
+import { DINOHead } from '../model/head.ts';
+import { MultiCropWrapper } from '../model/multicrop.ts';
+import { VisionTransformer, sampleDropPathMasks, type DropPathMasks } from '../model/vit.ts';
+import { AdamW, type AdamWHyper } from '../optim/adamw.ts';
+import { updateTeacher } from '../optim/ema.ts';
+import { cancelGradientsLastLayer, clipGradients, nameGrads, type NamedGrads } from '../optim/grads.ts';
+import { getParamsGroups, setSchedules } from '../optim/param-groups.ts';
+import { cosineScheduler } from '../optim/schedules.ts';
+
+export const ARCHITECTURES = {
+  vit_tiny: { embedDim: 192, depth: 12, numHeads: 3 },
+  vit_small: { embedDim: 384, depth: 12, numHeads: 6 },
+  vit_base: { embedDim: 768, depth: 12, numHeads: 12 },
+} as const;
+
+export type Architecture = keyof typeof ARCHITECTURES;
+
+// main_dino.py's arguments (camelCase) with its defaults; the model fields after them describe
+// architectures beyond the three named ones (small models for small images, tests).
+export interface DinoConfig {
+  arch: Architecture;
+  patchSize: number;
+  outDim: number;
+  normLastLayer: boolean;
+  momentumTeacher: number;
+  useBnInHead: boolean;
+  warmupTeacherTemp: number;
+  teacherTemp: number;
+  warmupTeacherTempEpochs: number;
+  weightDecay: number;
+  weightDecayEnd: number;
+  clipGrad: number;
+  batchSize: number;
+  epochs: number;
+  freezeLastLayer: number;
+  lr: number;
+  warmupEpochs: number;
+  minLr: number;
+  dropPathRate: number;
+  localCropsNumber: number;
+  seed: number;
+  // Overrides of the architecture's width, depth and heads (all three or none).
+  embedDim?: number;
+  depth?: number;
+  numHeads?: number;
+  // The image size the position embeddings are made for ((imgSize / patchSize)^2 of them).
+  imgSize: number;
+  headHiddenDim: number;
+  headBottleneckDim: number;
+}
+
+export const DEFAULT_CONFIG: Readonly<DinoConfig> = Object.freeze({
+  arch: 'vit_small',
+  patchSize: 16,
+  outDim: 65536,
+  normLastLayer: true,
+  momentumTeacher: 0.996,
+  useBnInHead: false,
+  warmupTeacherTemp: 0.04,
+  teacherTemp: 0.04,
+  warmupTeacherTempEpochs: 0,
+  weightDecay: 0.04,
+  weightDecayEnd: 0.4,
+  clipGrad: 3.0,
+  batchSize: 64,
+  epochs: 100,
+  freezeLastLayer: 1,
+  lr: 0.0005,
+  warmupEpochs: 10,
+  minLr: 1e-6,
+  dropPathRate: 0.1,
+  localCropsNumber: 8,
+  seed: 0,
+  imgSize: 224,
+  headHiddenDim: 2048,
+  headBottleneckDim: 256,
+});
+
+export interface StepOptions {
+  // The student's stochastic-depth masks; drawn from the trainer's generator when not given.
+  dropPathMasks?: DropPathMasks;
+  // Called inside the step (the tensors are freed when it ends): the head outputs, and the raw
+  // gradients before clipping and freezing.
+  onOutputs?: (teacherOutput: Tensor, studentOutput: Tensor) => void;
+  onGradients?: (grads: NamedGrads) => void;
+}
+
+export interface StepResult {
+  iteration: number;
+  epoch: number;
+  loss: number;
+  // Entropy of the teacher's centred, sharpened distribution (ln(outDim) when collapsed to uniform).
+  teacherEntropy: number;
+  lr: number;
+  weightDecay: number;
+  momentum: number;
+}
+
+// Thrown by step() when the loss is NaN or infinite; nothing was updated.
+export class NonFiniteLossError extends Error {
+  constructor(readonly iteration: number, readonly loss: number) {
+    super(`the loss is ${loss} at iteration ${iteration}: stopping before any update`);
+  }
+}
+
+// What the trainer puts in a checkpoint: tensors by name, and JSON for everything else.
+export interface TrainerState {
+  tensors: [string, Tensor][];
+  meta: {
+    config: DinoConfig;
+    itersPerEpoch: number;
+    iteration: number;
+    generator: GeneratorState;
+    optimizer: { steps: [string, number][]; hyper: AdamWHyper[] };
+  };
+}
+
+function buildModel(c: DinoConfig, dropPathRate: number, generator: Generator | undefined): MultiCropWrapper {
+  const dims = c.embedDim !== undefined || c.depth !== undefined || c.numHeads !== undefined ? { embedDim: c.embedDim!, depth: c.depth!, numHeads: c.numHeads! } : ARCHITECTURES[c.arch];
+  if (!(dims.embedDim > 0 && dims.depth > 0 && dims.numHeads > 0)) throw new Error('DinoTrainer: embedDim, depth and numHeads go together: give all three or none');
+  const backbone = new VisionTransformer({ ...dims, patchSize: c.patchSize, imgSize: c.imgSize, dropPathRate, generator });
+  const head = new DINOHead({
+    inDim: dims.embedDim,
+    outDim: c.outDim,
+    useBn: c.useBnInHead,
+    normLastLayer: c.normLastLayer,
+    hiddenDim: c.headHiddenDim,
+    bottleneckDim: c.headBottleneckDim,
+    generator,
+  });
+  return new MultiCropWrapper(backbone, head);
+}
+
+export class DinoTrainer {
+  readonly config: DinoConfig;
+  readonly student: MultiCropWrapper;
+  readonly teacher: MultiCropWrapper;
+  readonly loss: DINOLoss;
+  readonly optimizer: AdamW;
+  readonly generator: Generator;
+  readonly lrSchedule: Float64Array;
+  readonly wdSchedule: Float64Array;
+  readonly momentumSchedule: Float64Array;
+  // Global iteration: the next step is this one.
+  iteration = 0;
+
+  constructor(config: Partial<DinoConfig>, readonly itersPerEpoch: number) {
+    const c: DinoConfig = { ...DEFAULT_CONFIG, ...config };
+    if (!(c.arch in ARCHITECTURES)) throw new Error(`DinoTrainer: unknown arch '${c.arch}' (expected ${Object.keys(ARCHITECTURES).join(', ')})`);
+    if (!Number.isInteger(itersPerEpoch) || itersPerEpoch < 1) throw new RangeError(`DinoTrainer: itersPerEpoch must be a positive integer, got ${itersPerEpoch}`);
+    if (!Number.isInteger(c.epochs) || c.epochs < 1) throw new RangeError(`DinoTrainer: epochs must be a positive integer, got ${c.epochs}`);
+    if (!(c.clipGrad >= 0)) throw new RangeError(`DinoTrainer: clipGrad must be >= 0 (0 turns clipping off), got ${c.clipGrad}`);
+    this.config = c;
+    this.generator = new Generator(c.seed);
+    this.student = buildModel(c, c.dropPathRate, this.generator);
+    this.teacher = buildModel(c, 0, undefined);
+    // The teacher starts as the student and is never trained: only the EMA moves it.
+    this.teacher.loadStateDict(this.student.stateDict());
+    this.loss = new DINOLoss({
+      outDim: c.outDim,
+      ncrops: c.localCropsNumber + 2,
+      warmupTeacherTemp: c.warmupTeacherTemp,
+      teacherTemp: c.teacherTemp,
+      warmupTeacherTempEpochs: c.warmupTeacherTempEpochs,
+      nepochs: c.epochs,
+    });
+    this.optimizer = new AdamW(getParamsGroups(this.student.namedTrainableParameters()));
+    // The linear scaling rule of the official code, for one process.
+    this.lrSchedule = cosineScheduler((c.lr * c.batchSize) / 256, c.minLr, c.epochs, itersPerEpoch, c.warmupEpochs);
+    this.wdSchedule = cosineScheduler(c.weightDecay, c.weightDecayEnd, c.epochs, itersPerEpoch);
+    this.momentumSchedule = cosineScheduler(c.momentumTeacher, 1, c.epochs, itersPerEpoch);
+  }
+
+  get epoch(): number {
+    return Math.floor(this.iteration / this.itersPerEpoch);
+  }
+
+  get totalIterations(): number {
+    return this.lrSchedule.length;
+  }
+
+  // One training step on crops [global 1, global 2, local 1, ...], each (B, 3, H, W).
+  step(crops: readonly Tensor[], opts: StepOptions = {}): StepResult {
+    const c = this.config;
+    const it = this.iteration;
+    if (it >= this.totalIterations) throw new Error(`DinoTrainer: all ${this.totalIterations} iterations are done`);
+    if (crops.length !== c.localCropsNumber + 2) {
+      throw new Error(`DinoTrainer: expected ${c.localCropsNumber + 2} crops (2 global + ${c.localCropsNumber} local), got ${crops.length}`);
+    }
+    const batch = crops[0].shape[0];
+    const bad = crops.find((x) => x.rank !== 4 || x.shape[0] !== batch);
+    if (bad !== undefined) throw new Error(`DinoTrainer: every crop must be (B, C, H, W) with B = ${batch}, got ${shapeText(bad.shape)}`);
+    const epoch = this.epoch;
+    const result = tidy(() => {
+      setSchedules(this.optimizer, this.lrSchedule[it], this.wdSchedule[it]);
+      const teacherOutput = noGrad(() => this.teacher.forward(crops.slice(0, 2)));
+      const params = this.student.namedTrainableParameters();
+      const masks = opts.dropPathMasks ?? sampleDropPathMasks(this.generator);
+      let teacherEntropy = NaN;
+      const { value, grads } = valueAndGrads(() => {
+        const studentOutput = this.student.forward(crops, { dropPathMasks: masks });
+        opts.onOutputs?.(teacherOutput, studentOutput);
+        const d = this.loss.forwardWithDiagnostics(studentOutput, teacherOutput, epoch);
+        teacherEntropy = d.teacherEntropy.item();
+        return d.loss;
+      }, params.map(([, p]) => p));
+      const loss = value.item();
+      if (!Number.isFinite(loss)) throw new NonFiniteLossError(it, loss);
+      const named = nameGrads(params, grads);
+      opts.onGradients?.(named);
+      if (c.clipGrad > 0) clipGradients(named, c.clipGrad);
+      cancelGradientsLastLayer(epoch, c.freezeLastLayer, named);
+      this.optimizer.step(named);
+      updateTeacher(this.student, this.teacher, this.momentumSchedule[it]);
+      this.loss.updateCenter(teacherOutput);
+      return { iteration: it, epoch, loss, teacherEntropy, lr: this.lrSchedule[it], weightDecay: this.wdSchedule[it], momentum: this.momentumSchedule[it] };
+    });
+    this.iteration++;
+    return result;
+  }
+
+  // The live state (tensors are the trainer's own: write them out, do not dispose them).
+  state(): TrainerState {
+    const opt = this.optimizer.stateDict();
+    const tensors: [string, Tensor][] = [
+      ...this.student.stateDict('student.'),
+      ...this.teacher.stateDict('teacher.'),
+      ...this.loss.stateDict('dino_loss.'),
+      ...opt.state.flatMap(([name, s]): [string, Tensor][] => [
+        [`optimizer.${name}.exp_avg`, s.expAvg],
+        [`optimizer.${name}.exp_avg_sq`, s.expAvgSq],
+      ]),
+    ];
+    return {
+      tensors,
+      meta: {
+        config: this.config,
+        itersPerEpoch: this.itersPerEpoch,
+        iteration: this.iteration,
+        generator: this.generator.getState(),
+        optimizer: {
+          steps: opt.state.map(([name, s]) => [name, s.step]),
+          hyper: opt.paramGroups.map(({ lr, weightDecay, betas, eps }) => ({ lr, weightDecay, betas, eps })),
+        },
+      },
+    };
+  }
+
+  // A trainer continuing from a saved state: the same configuration, weights, optimizer moments,
+  // centre, iteration and random stream, so it draws and computes what an uninterrupted run would.
+  static restore(tensors: ReadonlyMap<string, Tensor>, meta: TrainerState['meta']): DinoTrainer {
+    const t = new DinoTrainer(meta.config, meta.itersPerEpoch);
+    const under = (prefix: string): [string, Tensor][] =>
+      [...tensors].filter(([k]) => k.startsWith(prefix)).map(([k, v]): [string, Tensor] => [k.slice(prefix.length), v]);
+    t.student.loadStateDict(under('student.'));
+    t.teacher.loadStateDict(under('teacher.'));
+    t.loss.loadStateDict(under('dino_loss.'));
+    const own = t.optimizer.stateDict();
+    const need = (name: string): Tensor => {
+      const v = tensors.get(name);
+      if (v === undefined) throw new Error(`checkpoint has no tensor '${name}'`);
+      return v;
+    };
+    t.optimizer.loadStateDict({
+      state: meta.optimizer.steps.map(([name, step]) => [name, { step, expAvg: need(`optimizer.${name}.exp_avg`), expAvgSq: need(`optimizer.${name}.exp_avg_sq`) }]),
+      paramGroups: own.paramGroups.map((g, i) => ({ ...g, ...meta.optimizer.hyper[i] })),
+    });
+    t.generator.setState(meta.generator);
+    if (!Number.isInteger(meta.iteration) || meta.iteration < 0 || meta.iteration > t.totalIterations) {
+      throw new Error(`checkpoint iteration ${meta.iteration} is outside this run's 0..${t.totalIterations}`);
+    }
+    t.iteration = meta.iteration;
+    return t;
+  }
+
+  dispose(): void {
+    this.student.dispose();
+    this.teacher.dispose();
+    this.loss.dispose();
+    this.optimizer.dispose();
+  }
+}
