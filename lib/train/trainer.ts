@@ -260,27 +260,32 @@ export class DinoTrainer {
   // centre, iteration and random stream, so it draws and computes what an uninterrupted run would.
   static restore(tensors: ReadonlyMap<string, Tensor>, meta: TrainerState['meta']): DinoTrainer {
     const t = new DinoTrainer(meta.config, meta.itersPerEpoch);
-    const under = (prefix: string): [string, Tensor][] =>
-      [...tensors].filter(([k]) => k.startsWith(prefix)).map(([k, v]): [string, Tensor] => [k.slice(prefix.length), v]);
-    t.student.loadStateDict(under('student.'));
-    t.teacher.loadStateDict(under('teacher.'));
-    t.loss.loadStateDict(under('dino_loss.'));
-    const own = t.optimizer.stateDict();
-    const need = (name: string): Tensor => {
-      const v = tensors.get(name);
-      if (v === undefined) throw new Error(`checkpoint has no tensor '${name}'`);
-      return v;
-    };
-    t.optimizer.loadStateDict({
-      state: meta.optimizer.steps.map(([name, step]) => [name, { step, expAvg: need(`optimizer.${name}.exp_avg`), expAvgSq: need(`optimizer.${name}.exp_avg_sq`) }]),
-      paramGroups: own.paramGroups.map((g, i) => ({ ...g, ...meta.optimizer.hyper[i] })),
-    });
-    t.generator.setState(meta.generator);
-    if (!Number.isInteger(meta.iteration) || meta.iteration < 0 || meta.iteration > t.totalIterations) {
-      throw new Error(`checkpoint iteration ${meta.iteration} is outside this run's 0..${t.totalIterations}`);
+    try {
+      if (!Number.isInteger(meta.iteration) || meta.iteration < 0 || meta.iteration > t.totalIterations) {
+        throw new Error(`checkpoint iteration ${meta.iteration} is outside this run's 0..${t.totalIterations}`);
+      }
+      const under = (prefix: string): [string, Tensor][] =>
+        [...tensors].filter(([k]) => k.startsWith(prefix)).map(([k, v]): [string, Tensor] => [k.slice(prefix.length), v]);
+      t.student.loadStateDict(under('student.'));
+      t.teacher.loadStateDict(under('teacher.'));
+      t.loss.loadStateDict(under('dino_loss.'));
+      const own = t.optimizer.stateDict();
+      const need = (name: string): Tensor => {
+        const v = tensors.get(name);
+        if (v === undefined) throw new Error(`checkpoint has no tensor '${name}'`);
+        return v;
+      };
+      t.optimizer.loadStateDict({
+        state: meta.optimizer.steps.map(([name, step]) => [name, { step, expAvg: need(`optimizer.${name}.exp_avg`), expAvgSq: need(`optimizer.${name}.exp_avg_sq`) }]),
+        paramGroups: own.paramGroups.map((g, i) => ({ ...g, ...meta.optimizer.hyper[i] })),
+      });
+      t.generator.setState(meta.generator);
+      t.iteration = meta.iteration;
+      return t;
+    } catch (e) {
+      t.dispose();
+      throw e;
     }
-    t.iteration = meta.iteration;
-    return t;
   }
 
   dispose(): void {
