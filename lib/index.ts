@@ -20,3 +20,8 @@ export {
 export { DINOHead, type DINOHeadConfig } from './model/head.ts';
 export { MultiCropWrapper } from './model/multicrop.ts';
 export { initVisionTransformer, initDINOHead } from './model/init.ts';
+export { readSafetensors, writeSafetensors, type SafetensorsContents } from './io/safetensors.ts';
+export { saveCheckpoint, loadCheckpoint, adamwToCheckpoint, adamwFromCheckpoint, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, type CheckpointData, type CheckpointMeta, type JsonValue, type LoadedCheckpoint } from './io/checkpoint.ts';
+export { readPth, writePth, backboneStateDict, readBackbone, type PthValue, type StateDict, type WritePthOptions } from './io/pth.ts';
+export { convert } from './io/convert.ts';
+export { FileFormatError } from './io/file.ts';

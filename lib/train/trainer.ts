@@ -11,7 +11,8 @@ import { DINOLoss } from '../loss/dino-loss.ts';
 import { DINOHead } from '../model/head.ts';
 import { MultiCropWrapper } from '../model/multicrop.ts';
 import { VisionTransformer, sampleDropPathMasks, type DropPathMasks } from '../model/vit.ts';
-import { AdamW, type AdamWHyper } from '../optim/adamw.ts';
+import { AdamW } from '../optim/adamw.ts';
+import { adamwFromCheckpoint, adamwToCheckpoint, type CheckpointMeta } from '../io/checkpoint.ts';
 import { updateTeacher } from '../optim/ema.ts';
 import { cancelGradientsLastLayer, clipGradients, nameGrads, type NamedGrads } from '../optim/grads.ts';
 import { getParamsGroups, setSchedules } from '../optim/param-groups.ts';
@@ -113,16 +114,35 @@ export class NonFiniteLossError extends Error {
   }
 }
 
-// What the trainer puts in a checkpoint: tensors by name, and JSON for everything else.
+// What the trainer puts in a checkpoint (docs/CHECKPOINTS.md): tensors by name (student.*, teacher.*,
+// loss.center, optimizer.<parameter>.exp_avg / exp_avg_sq) and JSON for everything else.
 export interface TrainerState {
   tensors: [string, Tensor][];
-  meta: {
-    config: DinoConfig;
-    itersPerEpoch: number;
-    iteration: number;
-    generator: GeneratorState;
-    optimizer: { steps: [string, number][]; hyper: AdamWHyper[] };
-  };
+  meta: CheckpointMeta;
+}
+
+// The configuration under the official argument names (snake_case, batch_size_per_gpu), as the
+// official checkpoints store their args.
+const ARG_NAMES: Record<string, string> = { batchSize: 'batch_size_per_gpu' };
+const argName = (key: string): string => ARG_NAMES[key] ?? key.replace(/[A-Z]/g, (c) => '_' + c.toLowerCase());
+
+export function configToArgs(c: DinoConfig): { [arg: string]: string | number | boolean } {
+  return Object.fromEntries(Object.entries(c).map(([k, v]) => [argName(k), v]));
+}
+
+// The inverse, checking every value's type against the defaults' (the args come from a file).
+export function argsToConfig(args: unknown): Partial<DinoConfig> {
+  if (args === null || typeof args !== 'object' || Array.isArray(args)) throw new Error('args should be an object');
+  const byArg = new Map(Object.keys({ ...DEFAULT_CONFIG, embedDim: 0, depth: 0, numHeads: 0 }).map((k) => [argName(k), k]));
+  const config: Record<string, unknown> = {};
+  for (const [arg, value] of Object.entries(args)) {
+    const key = byArg.get(arg);
+    if (key === undefined) throw new Error(`unknown argument '${arg}'`);
+    const want = typeof (DEFAULT_CONFIG as Record<string, unknown>)[key] === 'undefined' ? 'number' : typeof (DEFAULT_CONFIG as Record<string, unknown>)[key];
+    if (typeof value !== want) throw new Error(`argument '${arg}' should be a ${want}, got ${JSON.stringify(value)}`);
+    config[key] = value;
+  }
+  return config as Partial<DinoConfig>;
 }
 
 function buildModel(c: DinoConfig, dropPathRate: number, generator: Generator | undefined): MultiCropWrapper {
@@ -231,56 +251,40 @@ export class DinoTrainer {
 
   // The live state (tensors are the trainer's own: write them out, do not dispose them).
   state(): TrainerState {
-    const opt = this.optimizer.stateDict();
-    const tensors: [string, Tensor][] = [
-      ...this.student.stateDict('student.'),
-      ...this.teacher.stateDict('teacher.'),
-      ...this.loss.stateDict('dino_loss.'),
-      ...opt.state.flatMap(([name, s]): [string, Tensor][] => [
-        [`optimizer.${name}.exp_avg`, s.expAvg],
-        [`optimizer.${name}.exp_avg_sq`, s.expAvgSq],
-      ]),
-    ];
+    const opt = adamwToCheckpoint(this.optimizer.stateDict());
     return {
-      tensors,
+      tensors: [...this.student.stateDict('student.'), ...this.teacher.stateDict('teacher.'), ...this.loss.stateDict('loss.'), ...opt.tensors],
       meta: {
-        config: this.config,
-        itersPerEpoch: this.itersPerEpoch,
+        epoch: this.epoch,
         iteration: this.iteration,
-        generator: this.generator.getState(),
-        optimizer: {
-          steps: opt.state.map(([name, s]) => [name, s.step]),
-          hyper: opt.paramGroups.map(({ lr, weightDecay, betas, eps }) => ({ lr, weightDecay, betas, eps })),
-        },
+        iters_per_epoch: this.itersPerEpoch,
+        args: configToArgs(this.config),
+        optimizer: opt.meta,
+        rng: { generator: this.generator.getState() as unknown as CheckpointMeta },
       },
     };
   }
 
   // A trainer continuing from a saved state: the same configuration, weights, optimizer moments,
   // centre, iteration and random stream, so it draws and computes what an uninterrupted run would.
-  static restore(tensors: ReadonlyMap<string, Tensor>, meta: TrainerState['meta']): DinoTrainer {
-    const t = new DinoTrainer(meta.config, meta.itersPerEpoch);
+  // The state may come from a file: every field is checked, and errors say which.
+  static restore(tensors: ReadonlyMap<string, Tensor>, meta: CheckpointMeta): DinoTrainer {
+    const { iteration, iters_per_epoch: itersPerEpoch, args, rng } = meta;
+    if (!Number.isSafeInteger(itersPerEpoch) || !Number.isSafeInteger(iteration)) throw new Error('the checkpoint has no iteration and iters_per_epoch: it was not written by a trainer');
+    const t = new DinoTrainer(argsToConfig(args), itersPerEpoch as number);
     try {
-      if (!Number.isInteger(meta.iteration) || meta.iteration < 0 || meta.iteration > t.totalIterations) {
-        throw new Error(`checkpoint iteration ${meta.iteration} is outside this run's 0..${t.totalIterations}`);
+      if ((iteration as number) < 0 || (iteration as number) > t.totalIterations) {
+        throw new Error(`checkpoint iteration ${iteration} is outside this run's 0..${t.totalIterations}`);
       }
       const under = (prefix: string): [string, Tensor][] =>
         [...tensors].filter(([k]) => k.startsWith(prefix)).map(([k, v]): [string, Tensor] => [k.slice(prefix.length), v]);
       t.student.loadStateDict(under('student.'));
       t.teacher.loadStateDict(under('teacher.'));
-      t.loss.loadStateDict(under('dino_loss.'));
-      const own = t.optimizer.stateDict();
-      const need = (name: string): Tensor => {
-        const v = tensors.get(name);
-        if (v === undefined) throw new Error(`checkpoint has no tensor '${name}'`);
-        return v;
-      };
-      t.optimizer.loadStateDict({
-        state: meta.optimizer.steps.map(([name, step]) => [name, { step, expAvg: need(`optimizer.${name}.exp_avg`), expAvgSq: need(`optimizer.${name}.exp_avg_sq`) }]),
-        paramGroups: own.paramGroups.map((g, i) => ({ ...g, ...meta.optimizer.hyper[i] })),
-      });
-      t.generator.setState(meta.generator);
-      t.iteration = meta.iteration;
+      t.loss.loadStateDict(under('loss.'));
+      t.optimizer.loadStateDict(adamwFromCheckpoint(tensors, meta.optimizer));
+      const generator = rng !== null && typeof rng === 'object' && !Array.isArray(rng) ? rng.generator : undefined;
+      t.generator.setState(generator as unknown as GeneratorState);
+      t.iteration = iteration as number;
       return t;
     } catch (e) {
       t.dispose();

@@ -76,15 +76,18 @@ t.test('a checkpoint whose metadata is not a trainer\'s is refused with a reason
     const trainer = new DinoTrainer(config, itersPerEpoch);
     const { tensors, meta } = trainer.state();
     const bad = (patch: Record<string, unknown>, reason: RegExp) => {
-      saveCheckpoint(path, { tensors, meta: { ...meta, ...patch } as never });
+      saveCheckpoint(path, { tensors, meta: { ...meta, ...patch } as typeof meta });
       t.throws(() => loadTrainerCheckpoint(path), reason);
     };
-    bad({ config: { ...meta.config, lr: 'fast' } }, /config.lr is not a number/);
-    bad({ config: { ...meta.config, evil: 1 } }, /unknown config key 'evil'/);
-    bad({ iteration: -1 }, /no iteration counts/);
-    bad({ optimizer: { steps: [['x']], hyper: [] } }, /malformed optimizer steps/);
+    const args = meta.args as Record<string, unknown>;
+    bad({ args: { ...args, lr: 'fast' } }, /argument 'lr' should be a number, got "fast"/);
+    bad({ args: { ...args, evil: 1 } }, /unknown argument 'evil'/);
+    bad({ iteration: -1 }, /iteration -1 is outside this run/);
+    bad({ iters_per_epoch: 'x' }, /not written by a trainer/);
+    bad({ optimizer: { param_groups: 3 } }, /optimizer/);
+    bad({ rng: { generator: { s: [0, 0, 0, 0], spare: null } } }, /invalid generator state/);
     bad({ iteration: 10 ** 6 }, /iteration 1000000 is outside this run/);
-    saveCheckpoint(path, { tensors: tensors.filter(([k]) => !k.startsWith('teacher.')), meta: meta as never });
+    saveCheckpoint(path, { tensors: tensors.filter(([k]) => !k.startsWith('teacher.')), meta });
     t.throws(() => loadTrainerCheckpoint(path), /missing \["backbone.cls_token"/);
     trainer.dispose();
   } finally {
