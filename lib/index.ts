@@ -25,3 +25,5 @@ export { saveCheckpoint, loadCheckpoint, adamwToCheckpoint, adamwFromCheckpoint,
 export { readPth, writePth, backboneStateDict, readBackbone, type PthValue, type StateDict, type WritePthOptions } from './io/pth.ts';
 export { convert } from './io/convert.ts';
 export { FileFormatError } from './io/file.ts';
+export { DinoTrainer, DEFAULT_CONFIG, ARCHITECTURES, NonFiniteLossError, configToArgs, argsToConfig, type DinoConfig, type Architecture, type StepOptions, type StepResult, type TrainerState } from './train/trainer.ts';
+export { saveTrainerCheckpoint, loadTrainerCheckpoint } from './train/checkpoint.ts';
