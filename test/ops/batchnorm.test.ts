@@ -1,6 +1,7 @@
 import t from 'tap';
-import { addon, ops, runOp, tensor, tidy, valueAndGrads, zeros, type Tensor } from '../../lib/index.ts';
+import { ops, runOp, tensor, tidy, valueAndGrads, zeros, type Tensor } from '../../lib/index.ts';
 import { fromFixture, loadFixtures } from '../helpers/fixtures.ts';
+import { onOneAndSeveralThreads } from '../helpers/threads.ts';
 import { checkParity } from '../helpers/parity.ts';
 import { gradcheck, randomValues } from '../helpers/gradcheck.ts';
 import { assertClose } from '../helpers/close.ts';
@@ -86,25 +87,17 @@ t.test('the running statistics follow PyTorch over several steps', async (t) => 
 });
 
 t.test('results do not depend on the thread count', async (t) => {
-  const threads = addon.buildInfo().threads;
   tidy(() => {
     // 640 x 300: the DINO head's rows for 64 images x 10 crops, five column blocks, the parallel path.
     const [N, C] = [640, 300];
     const [x, w, b, dy] = [r([N, C], 10), r([C], 11), r([C], 12), r([N, C], 13)].map((v) => tensor(v.data, v.shape));
-    const run = (n: number) => {
-      addon.setNumThreads(n);
+    const [one, several] = onOneAndSeveralThreads(() => {
       const [rm, rv, count] = running(C);
       const [y, mean, rstd] = runOp('batch_norm', [x, w, b, rm, rv, count], { training: true });
       const g = runOp('batch_norm_backward', [dy, x, w, mean, rstd], { training: true });
       return [y, mean, rstd, rm, rv, ...g].map((v) => v.data());
-    };
-    try {
-      const one = run(1);
-      const two = run(Math.max(2, threads));
-      t.same(two, one, 'outputs, statistics and gradients bitwise equal with 1 and several threads');
-    } finally {
-      addon.setNumThreads(threads);
-    }
+    });
+    t.same(several, one, 'outputs, statistics and gradients bitwise equal with 1 and several threads');
   });
 });
 

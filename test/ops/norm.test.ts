@@ -1,7 +1,8 @@
 import t from 'tap';
-import { addon, ops, runOp, tensor, tidy, valueAndGrads } from '../../lib/index.ts';
+import { ops, runOp, tensor, tidy, valueAndGrads } from '../../lib/index.ts';
 import { loadFixtures, fromFixture } from '../helpers/fixtures.ts';
 import { checkParity } from '../helpers/parity.ts';
+import { onOneAndSeveralThreads } from '../helpers/threads.ts';
 import { gradcheck, randomValues } from '../helpers/gradcheck.ts';
 import { assertClose } from '../helpers/close.ts';
 
@@ -82,22 +83,12 @@ t.test('finite-difference gradients', async (t) => {
 });
 
 t.test('dweight and dbias do not depend on the thread count', async (t) => {
-  const threads = addon.buildInfo().threads;
   tidy(() => {
     // 300 rows: five blocks of the row reduction, and enough work for the parallel path.
     const [x, w, b, dy] = [r([300, 128], 10), r([128], 11), r([128], 12), r([300, 128], 13)].map((v) => tensor(v.data, v.shape));
     const [, mean, rstd] = runOp('layer_norm', [x, w, b]);
-    const grads = (n: number) => {
-      addon.setNumThreads(n);
-      return runOp('layer_norm_backward', [dy, x, w, mean, rstd]).map((g) => g.data());
-    };
-    try {
-      const one = grads(1);
-      const two = grads(Math.max(2, threads));
-      t.same(two, one, 'bitwise equal with 1 and several threads');
-    } finally {
-      addon.setNumThreads(threads);
-    }
+    const [one, several] = onOneAndSeveralThreads(() => runOp('layer_norm_backward', [dy, x, w, mean, rstd]).map((g) => g.data()));
+    t.same(several, one, 'bitwise equal with 1 and several threads');
   });
 });
 

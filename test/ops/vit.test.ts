@@ -1,10 +1,11 @@
 // Our ops composed as the official ViT composes them (scripts/fixtures/vit.py writes the PyTorch side):
 // a pre-norm transformer block, and the model's token preparation with the position-embedding resampling.
 import t from 'tap';
-import { addon, grads, ops, prepareTokens, tensor, tidy, type Tensor } from '../../lib/index.ts';
+import { grads, ops, prepareTokens, tensor, tidy, type Tensor } from '../../lib/index.ts';
 import { randomValues } from '../helpers/gradcheck.ts';
 import { loadFixtures } from '../helpers/fixtures.ts';
 import { checkParity } from '../helpers/parity.ts';
+import { onOneAndSeveralThreads } from '../helpers/threads.ts';
 
 const cases = loadFixtures('vit');
 
@@ -44,20 +45,13 @@ t.test('the block\'s gradients do not depend on the thread count (bitwise)', asy
   const shapes = [[B, T, C], [C], [C], [3 * C, C], [3 * C], [C, C], [C], [C], [C], [hidden, C], [hidden], [C, hidden], [C]];
   const values = shapes.map((s, i) => randomValues(s.reduce((a, b) => a * b, 1), 100 + i, -0.5, 0.5));
   const w = randomValues(B * T * C, 99);
-  const run = (threads: number): Float32Array[] =>
+  const run = (): Float32Array[] =>
     tidy(() => {
-      addon.setNumThreads(threads);
       const xs = shapes.map((s, i) => tensor(values[i], s));
       const f = block(heads) as (...xs: Tensor[]) => Tensor;
       const gs = grads(() => ops.sum(ops.mul(f(...xs), tensor(w, [B, T, C]))), xs);
       return gs.map((g) => g!.data());
     });
-  const threads = addon.buildInfo().threads;
-  try {
-    const one = run(1);
-    const two = run(2);
-    one.forEach((g, i) => t.ok(Buffer.from(two[i].buffer).equals(Buffer.from(g.buffer)), `gradient of ${blockInputs[i]} is bitwise equal`));
-  } finally {
-    addon.setNumThreads(threads);
-  }
+  const [one, several] = onOneAndSeveralThreads(run);
+  one.forEach((g, i) => t.ok(Buffer.from(several[i].buffer).equals(Buffer.from(g.buffer)), `gradient of ${blockInputs[i]} is bitwise equal`));
 });
