@@ -43,20 +43,22 @@ export abstract class Module {
     if (this.params.has(name) || this.buffers.has(name) || this.children.has(name)) throw new Error(`'${name}' is registered twice`);
   }
 
-  // Own parameters first, then each submodule's, depth first: PyTorch's named_parameters() order.
-  namedParameters(prefix = ''): [string, Tensor][] {
+  // Each module's own entries, then each submodule's, depth first, keys prefixed by their path: the
+  // order of PyTorch's named_parameters(), named_buffers() and state_dict().
+  private walk(prefix: string, own: (m: Module) => Iterable<[string, Tensor]>): [string, Tensor][] {
     const out: [string, Tensor][] = [];
-    for (const [n, p] of this.params) out.push([prefix + n, p]);
-    for (const [n, m] of this.children) out.push(...m.namedParameters(`${prefix}${n}.`));
+    for (const [n, t] of own(this)) out.push([prefix + n, t]);
+    for (const [n, m] of this.children) out.push(...m.walk(`${prefix}${n}.`, own));
     return out;
+  }
+
+  namedParameters(prefix = ''): [string, Tensor][] {
+    return this.walk(prefix, (m) => m.params);
   }
 
   // The parameters an optimizer updates (requiresGrad), in the same order.
   namedTrainableParameters(prefix = ''): [string, Tensor][] {
-    const out: [string, Tensor][] = [];
-    for (const [n, p] of this.params) if (!this.frozen.has(n)) out.push([prefix + n, p]);
-    for (const [n, m] of this.children) out.push(...m.namedTrainableParameters(`${prefix}${n}.`));
-    return out;
+    return this.walk(prefix, (m) => [...m.params].filter(([n]) => !m.frozen.has(n)));
   }
 
   parameters(): Tensor[] {
@@ -64,19 +66,12 @@ export abstract class Module {
   }
 
   namedBuffers(prefix = ''): [string, Tensor][] {
-    const out: [string, Tensor][] = [];
-    for (const [n, b] of this.buffers) out.push([prefix + n, b]);
-    for (const [n, m] of this.children) out.push(...m.namedBuffers(`${prefix}${n}.`));
-    return out;
+    return this.walk(prefix, (m) => m.buffers);
   }
 
-  // Parameters then buffers of each module, depth first: the key order of PyTorch's state_dict().
+  // Parameters then buffers of each module: the key order of PyTorch's state_dict().
   stateDict(prefix = ''): [string, Tensor][] {
-    const out: [string, Tensor][] = [];
-    for (const [n, p] of this.params) out.push([prefix + n, p]);
-    for (const [n, b] of this.buffers) out.push([prefix + n, b]);
-    for (const [n, m] of this.children) out.push(...m.stateDict(`${prefix}${n}.`));
-    return out;
+    return this.walk(prefix, (m) => [...m.params, ...m.buffers]);
   }
 
   // Copies values into the existing tensors (so an optimizer holding them stays valid). With strict,
