@@ -3,4 +3,4 @@
 import process from 'node:process';
 import { main } from '../dist/scripts/dino.js';
 
-process.exitCode = main(process.argv.slice(2));
+process.exitCode = await main(process.argv.slice(2));

@@ -119,11 +119,11 @@ print(json.dumps(out))
 t.test('dino convert: .pth -> .safetensors -> .pth, and PyTorch resumes from the result', async (t) => {
   const ours = join(dir, 'checkpoint.safetensors');
   const back = join(dir, 'checkpoint.pth');
-  t.equal(main(['convert', join(fixtures, 'checkpoint.pth'), ours]), 0);
+  t.equal(await main(['convert', join(fixtures, 'checkpoint.pth'), ours]), 0);
   const ckpt = loadCheckpoint(ours);
   t.equal(ckpt.meta.epoch, 3, 'our checkpoint, loadable with loadCheckpoint');
   dispose([...ckpt.tensors.values()]);
-  t.equal(main(['convert', ours, back]), 0);
+  t.equal(await main(['convert', ours, back]), 0);
   await t.test('PyTorch loads it (weights_only=True), equal to the original, and resumes', { skip: pythonMissing('torch') }, async (t) => {
     const r = runPython(compareInPython, [join(fixtures, 'checkpoint.pth'), back, join(root, 'scripts')]);
     t.same(r, {
@@ -186,7 +186,7 @@ t.test('a checkpoint we wrote, in the official layout', async (t) => {
   dispose([w, b, m, center]);
 });
 
-function run(args: string[]): { code: number; out: string; err: string } {
+async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
   const out: string[] = [];
   const err: string[] = [];
   const log = console.log;
@@ -194,7 +194,7 @@ function run(args: string[]): { code: number; out: string; err: string } {
   console.log = (...a: unknown[]) => void out.push(a.join(' '));
   console.error = (...a: unknown[]) => void err.push(a.join(' '));
   try {
-    return { code: main(args), out: out.join('\n'), err: err.join('\n') };
+    return { code: await main(args), out: out.join('\n'), err: err.join('\n') };
   } finally {
     console.log = log;
     console.error = error;
@@ -202,20 +202,20 @@ function run(args: string[]): { code: number; out: string; err: string } {
 }
 
 t.test('the command line: help, exit codes, messages without stack traces', async (t) => {
-  t.match(run(['--help']), { code: 0, out: /usage: dino <command>[\s\S]*convert  convert between/ });
-  t.match(run([]), { code: 1, out: /usage: dino <command>/ }, 'no command: the overview, exit 1');
-  t.match(run(['convert', '--help']), { code: 0, out: /usage: dino convert INPUT OUTPUT/ });
-  t.match(run(['frobnicate']), { code: 1, err: /dino: unknown command 'frobnicate'/ });
-  t.match(run(['convert', 'a.pth']), { code: 1, err: /dino convert: convert takes exactly two file names[\s\S]*dino convert --help/ });
-  t.match(run(['convert', join(dir, 'missing.pth'), join(dir, 'x.safetensors')]), { code: 1, err: /dino convert: ENOENT: no such file or directory/ });
-  t.match(run(['convert', join(fixtures, 'dtypes.pth'), join(dir, 'x.pth')]), { code: 1, err: /both files are pth/ });
-  t.match(run(['convert', join(fixtures, 'dtypes.pth'), join(dir, 'x.bin')]), { code: 1, err: /unknown extension '\.bin'/ });
+  t.match(await run(['--help']), { code: 0, out: /usage: dino <command>[\s\S]*convert  convert between/ });
+  t.match(await run([]), { code: 2, out: /usage: dino <command>/ }, 'no command: the overview, exit 2');
+  t.match(await run(['convert', '--help']), { code: 0, out: /usage: dino convert INPUT OUTPUT/ });
+  t.match(await run(['frobnicate']), { code: 2, err: /dino: unknown command 'frobnicate'/ });
+  t.match(await run(['convert', 'a.pth']), { code: 2, err: /dino convert: convert takes exactly two file names[\s\S]*dino convert --help/ });
+  t.match(await run(['convert', join(dir, 'missing.pth'), join(dir, 'x.safetensors')]), { code: 1, err: /dino convert: ENOENT: no such file or directory/ });
+  t.match(await run(['convert', join(fixtures, 'dtypes.pth'), join(dir, 'x.pth')]), { code: 1, err: /both files are pth/ });
+  t.match(await run(['convert', join(fixtures, 'dtypes.pth'), join(dir, 'x.bin')]), { code: 1, err: /unknown extension '\.bin'/ });
   const hostile = join(dir, 'hostile.pth');
   writePth(hostile, new Map([['x', 1]]));
-  const r = run(['convert', join(fixtures, 'dtypes.pth'), join(dir, 'dtypes.safetensors')]);
+  const r = await run(['convert', join(fixtures, 'dtypes.pth'), join(dir, 'dtypes.safetensors')]);
   t.match(r, { code: 0, out: /state dict of 22 tensors/ });
-  t.match(run(['convert', hostile, join(dir, 'h.safetensors')]), { code: 1, err: /neither a DINO training checkpoint nor a state dict\) is not a state dict: its entry "x" is a number/ });
-  for (const args of [['convert', 'a.pth'], ['convert', hostile, join(dir, 'h.safetensors')]]) t.notMatch(run(args).err, /\n\s+at /, 'no stack trace');
+  t.match(await run(['convert', hostile, join(dir, 'h.safetensors')]), { code: 1, err: /neither a DINO training checkpoint nor a state dict\) is not a state dict: its entry "x" is a number/ });
+  for (const args of [['convert', 'a.pth'], ['convert', hostile, join(dir, 'h.safetensors')]]) t.notMatch((await run(args)).err, /\n\s+at /, 'no stack trace');
 
   // The real program: exit code and stderr.
   const proc = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/dino.ts', 'convert', join(dir, 'missing.pth'), join(dir, 'y.safetensors')], { cwd: root, encoding: 'utf8' });
