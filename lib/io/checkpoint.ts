@@ -7,7 +7,7 @@ import type { Tensor } from '../engine/tensor.ts';
 import { dispose } from '../engine/scope.ts';
 import type { AdamWStateDict } from '../optim/adamw.ts';
 import { FileFormatError } from './file.ts';
-import { readSafetensors, writeSafetensors } from './safetensors.ts';
+import { CHECKSUM_KEY, readSafetensors, writeSafetensors } from './safetensors.ts';
 
 export const CHECKPOINT_FORMAT = 'dino-ts/checkpoint';
 export const CHECKPOINT_VERSION = 1;
@@ -31,7 +31,7 @@ export interface LoadedCheckpoint {
 }
 
 export function saveCheckpoint(path: string, { tensors, meta }: CheckpointData): void {
-  writeSafetensors(path, tensors, encodeCheckpointMeta(meta));
+  writeSafetensors(path, tensors, encodeCheckpointMeta(meta), { checksum: true });
 }
 
 // The caller owns the tensors (dispose() them, or load them into a model and then dispose()).
@@ -51,7 +51,7 @@ function encodeCheckpointMeta(meta: CheckpointMeta): Record<string, string> {
   if (meta === null || typeof meta !== 'object' || Array.isArray(meta)) throw new TypeError('checkpoint meta must be an object');
   const out: Record<string, string> = { [FORMAT_KEY]: CHECKPOINT_FORMAT, [VERSION_KEY]: String(CHECKPOINT_VERSION) };
   for (const [key, value] of Object.entries(meta)) {
-    if (key === FORMAT_KEY || key === VERSION_KEY) throw new Error(`checkpoint meta cannot use the reserved key '${key}'`);
+    if (key === FORMAT_KEY || key === VERSION_KEY || key === CHECKSUM_KEY) throw new Error(`checkpoint meta cannot use the reserved key '${key}'`);
     checkJson(value, `meta.${key}`, 0, (m) => new TypeError(m));
     Object.defineProperty(out, key, { value: JSON.stringify(value), enumerable: true });
   }
@@ -68,7 +68,7 @@ export function decodeCheckpointMeta(metadata: Record<string, string>, source: s
   if (version > CHECKPOINT_VERSION) throw fail(`checkpoint format ${version} was written by a newer dino-ts; this one reads format ${CHECKPOINT_VERSION}`);
   const meta: CheckpointMeta = {};
   for (const [key, text] of Object.entries(metadata)) {
-    if (key === FORMAT_KEY || key === VERSION_KEY) continue;
+    if (key === FORMAT_KEY || key === VERSION_KEY || key === CHECKSUM_KEY) continue;
     let value: unknown;
     try {
       value = JSON.parse(text);

@@ -4,6 +4,7 @@
 // validated (its JSON, every name, dtype, shape and offset) before any tensor data is read, and the
 // tensors must tile the data section exactly, so a size field can never point outside the file or make
 // us allocate more than the file holds.
+import { createHash } from 'node:crypto';
 import { Tensor, tensor } from '../engine/tensor.ts';
 import { dispose, tidy } from '../engine/scope.ts';
 import { cast } from '../ops/elementwise.ts';
@@ -22,6 +23,9 @@ const ENGINE: Partial<Record<StoredDType, DType>> = { F32: 'float32', F16: 'floa
 // The reference implementation's limit on the header size.
 export const MAX_HEADER_BYTES = 100_000_000;
 const METADATA_KEY = '__metadata__';
+// Metadata entry holding the SHA-256 of the data section, for files written with `checksum`: a flipped
+// bit anywhere in the tensors is then found on reading, not trained on.
+export const CHECKSUM_KEY = 'data_sha256';
 
 export interface SafetensorsEntry {
   readonly name: string;
@@ -190,12 +194,16 @@ export function tensorFromBytes(bytes: Uint8Array, dtype: StoredDType, shape: re
 export function readSafetensors(path: string): SafetensorsContents {
   return withFile(path, (file) => {
     const header = readSafetensorsHeader(file);
+    const expected = header.metadata[CHECKSUM_KEY];
+    const hash = expected !== undefined ? createHash('sha256') : null;
     const tensors: [string, Tensor][] = [];
     try {
       for (const e of header.entries) {
         const bytes = file.read(header.dataStart + e.begin, e.end - e.begin, `tensor '${e.name}'`);
+        hash?.update(bytes);
         tensors.push([e.name, tensorFromBytes(bytes, e.dtype, e.shape, false, `${path}: tensor '${e.name}'`)]);
       }
+      if (hash !== null && hash.digest('hex') !== expected) throw file.error('the tensor data does not match its checksum: the file is corrupted');
     } catch (err) {
       dispose(tensors.map(([, t]) => t));
       throw err;
@@ -204,11 +212,26 @@ export function readSafetensors(path: string): SafetensorsContents {
   });
 }
 
+// A tensor's bytes as stored (a host copy).
+function storedBytes(name: string, t: Tensor): Uint8Array {
+  const values = t.dtype === 'float32' ? t.data() : t.rawData();
+  const bytes = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+  if (bytes.length !== t.size * ITEM_SIZE[STORED[t.dtype]]) throw new Error(`'${name}': the tensor gave ${bytes.length} bytes for shape [${t.shape.join(', ')}]`);
+  return bytes;
+}
+
 // Writes float32, float16 and bfloat16 tensors as they are (F32, F16, BF16), atomically: see
 // writeFileAtomic. The header is padded with spaces to a multiple of 8 bytes, as the reference writer
-// does, so that the data section is aligned.
-export function writeSafetensors(path: string, tensors: Iterable<readonly [string, Tensor]>, metadata: Record<string, string> = {}): void {
+// does, so that the data section is aligned. With `checksum`, the data's SHA-256 goes into the
+// metadata (CHECKSUM_KEY) and readSafetensors verifies it; other readers just see one more entry.
+export function writeSafetensors(path: string, tensors: Iterable<readonly [string, Tensor]>, metadata: Record<string, string> = {}, { checksum = false } = {}): void {
   const list = [...tensors];
+  if (Object.hasOwn(metadata, CHECKSUM_KEY)) throw new Error(`metadata cannot use the reserved key '${CHECKSUM_KEY}'`);
+  if (checksum) {
+    const hash = createHash('sha256');
+    for (const [name, t] of list) hash.update(storedBytes(name, t));
+    metadata = { ...metadata, [CHECKSUM_KEY]: hash.digest('hex') };
+  }
   // No prototype: a tensor named '__proto__' is just a name.
   const header: Record<string, unknown> = Object.create(null);
   for (const [k, v] of Object.entries(metadata)) {
@@ -232,11 +255,6 @@ export function writeSafetensors(path: string, tensors: Iterable<readonly [strin
   padded.set(json, 8);
   writeFileAtomic(path, (sink) => {
     sink.write(padded);
-    for (const [name, t] of list) {
-      const values = t.dtype === 'float32' ? t.data() : t.rawData();
-      const bytes = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
-      if (bytes.length !== t.size * ITEM_SIZE[STORED[t.dtype]]) throw new Error(`'${name}': the tensor gave ${bytes.length} bytes for shape [${t.shape.join(', ')}]`);
-      sink.write(bytes);
-    }
+    for (const [name, t] of list) sink.write(storedBytes(name, t));
   });
 }

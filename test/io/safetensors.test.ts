@@ -178,3 +178,30 @@ t.test('the writer refuses bad input before touching the file', async (t) => {
   t.same(readdirSync(dir).filter((f) => f.startsWith('refused')), [], 'nothing written');
   x.dispose();
 });
+
+t.test('checksum: written on request, verified on reading, a flipped bit found', async (t) => {
+  const before = addon.memoryStats('cpu').inUse;
+  const a = tensor([1, 2, 3, 4], [2, 2]);
+  const b = tensor([5, 6], [2]);
+  const p = path('checksum');
+  writeSafetensors(p, [['a', a], ['b', b]], { note: 'x' }, { checksum: true });
+  const bytes = readFileSync(p);
+  const headerLength = Number(bytes.readBigUInt64LE(0));
+  const header = JSON.parse(bytes.subarray(8, 8 + headerLength).toString());
+  const { createHash } = await import('node:crypto');
+  t.equal(header.__metadata__.data_sha256, createHash('sha256').update(bytes.subarray(8 + headerLength)).digest('hex'), 'the SHA-256 of the data section, computed independently');
+  const back = readSafetensors(p);
+  t.same([...back.tensors[1][1].data()], [5, 6]);
+  disposeAll(back.tensors);
+  for (const offset of [0, 13, 23]) {
+    const flipped = Buffer.from(bytes);
+    flipped[8 + headerLength + offset] ^= 0x10;
+    const q = path('flipped');
+    writeFileSync(q, flipped);
+    t.throws(() => readSafetensors(q), { code: 'ERR_DINO_BAD_FILE', message: /does not match its checksum: the file is corrupted/ }, `a bit flipped in data byte ${offset}`);
+  }
+  t.throws(() => writeSafetensors(p, [['a', a]], { data_sha256: 'x' }), /reserved key 'data_sha256'/);
+  a.dispose();
+  b.dispose();
+  t.equal(addon.memoryStats('cpu').inUse, before, 'no tensor leaked');
+});
