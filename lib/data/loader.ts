@@ -141,17 +141,20 @@ export class DataLoader {
     return this.mode.shuffle ? epochOrder(this.dataset.length, this.seed, epoch) : Int32Array.from({ length: this.dataset.length }, (_, i) => i);
   }
 
-  // The batches of one epoch. One epoch at a time: finish it or break out of it before the next.
-  async *epoch(epoch: number): AsyncGenerator<Batch, void, undefined> {
+  // The batches of one epoch, from batch `fromStep` on (a run resumed mid-epoch: every image's crops
+  // depend only on the seed, the epoch and the image, so skipped batches change nothing that follows).
+  // One epoch at a time: finish it or break out of it before the next.
+  async *epoch(epoch: number, fromStep = 0): AsyncGenerator<Batch, void, undefined> {
     const order = this.epochIndices(epoch);
+    if (!Number.isSafeInteger(fromStep) || fromStep < 0 || fromStep > this.batchesPerEpoch) throw new RangeError(`fromStep must be an integer in [0, ${this.batchesPerEpoch}], got ${fromStep}`);
     this.throwIfUnusable();
     if (this.activeRun !== null) throw new Error('an epoch is already being iterated; finish it or break out of it first');
     const run = ++this.runs;
     this.activeRun = run;
     const replies = new Map<number, Promise<BatchReply>>();
-    let dispatched = 0;
+    let dispatched = fromStep;
     try {
-      for (let step = 0; step < this.batchesPerEpoch; step++) {
+      for (let step = fromStep; step < this.batchesPerEpoch; step++) {
         for (; dispatched < this.batchesPerEpoch && dispatched - step < this.numWorkers * this.prefetch; dispatched++) {
           const start = dispatched * this.batchSize;
           replies.set(dispatched, this.submit(run, epoch, order.slice(start, Math.min(start + this.batchSize, order.length))));

@@ -99,6 +99,21 @@ t.test('determinism: the same batches with 1 or 2 workers and any prefetch depth
   t.notSame(bytes((await run(good, { seed: 6, numWorkers: 2 }, [2]))[0]), reference, 'seed 6');
 });
 
+t.test('an epoch resumed from a later batch gives exactly the batches an uninterrupted epoch gives there', async (t) => {
+  const [full] = await run(good, { seed: 5 }, [1]);
+  const loader = trainLoader(good, { batchSize: 4, transform: spec(), numWorkers: 2, seed: 5 });
+  try {
+    const resumed: Batch[] = [];
+    for await (const b of loader.epoch(1, 3)) resumed.push(b);
+    t.same(resumed.map((b) => b.step), [3, 4]);
+    t.same(bytes(resumed), bytes(full.slice(3)));
+    t.same(await collect({ epoch: (e: number) => loader.epoch(e, 5) } as DataLoader, 1), [], 'from the end: nothing');
+    await t.rejects(loader.epoch(1, 6).next(), /fromStep must be an integer in \[0, 5\], got 6/);
+  } finally {
+    await loader.close();
+  }
+});
+
 t.test('evaluation batches: dataset order, the last batch kept short', async (t) => {
   const [batches] = await run(good, {}, [0], evalLoader);
   t.same(batches.map((b) => b.indices.length), [4, 4, 4, 4, 4, 2]);
