@@ -7,8 +7,10 @@ import process from 'node:process';
 import { pathToFileURL } from 'node:url';
 import { UsageError, type Command } from '../lib/cli/command.ts';
 import { convertCommand } from '../lib/cli/convert.ts';
+import { trainCommand } from '../lib/cli/train.ts';
 
 const commands: Record<string, Command> = {
+  train: trainCommand,
   convert: convertCommand,
 };
 

@@ -37,6 +37,8 @@ export interface OptionSpec<K extends Kind = Kind> {
   max?: number;
   // Shown in the usage instead of the kind (e.g. DIR, FILE).
   metavar?: string;
+  // Other accepted spellings (without the dashes), e.g. the official batch_size_per_gpu.
+  aliases?: readonly string[];
 }
 
 export type OptionSpecs = Record<string, OptionSpec>;
@@ -102,9 +104,8 @@ export interface Parsed<S extends OptionSpecs> {
 
 export function parseOptions<S extends OptionSpecs>(specs: S, args: readonly string[], { positional = 0 }: { positional?: number } = {}): Parsed<S> {
   const byName = new Map<string, string>();
-  for (const name of Object.keys(specs)) {
-    byName.set(name, name);
-    byName.set(name.replace(/-/g, '_'), name);
+  for (const [name, spec] of Object.entries(specs)) {
+    for (const alias of [name, name.replace(/-/g, '_'), ...(spec.aliases ?? [])]) byName.set(alias, name);
   }
   const values: Record<string, unknown> = {};
   const given = new Set<string>();

@@ -48,7 +48,15 @@ export interface DinoConfig {
   warmupEpochs: number;
   minLr: number;
   dropPathRate: number;
+  // Only AdamW, the official default, is implemented; the field keeps the official argument.
+  optimizer: 'adamw';
+  // DataAugmentationDINO: RandomResizedCrop scale ranges and output sizes (224 and 96 officially;
+  // small images need small crops).
+  globalCropsScale: [number, number];
   localCropsNumber: number;
+  localCropsScale: [number, number];
+  globalCropsSize: number;
+  localCropsSize: number;
   seed: number;
   // Overrides of the architecture's width, depth and heads (all three or none).
   embedDim?: number;
@@ -59,6 +67,8 @@ export interface DinoConfig {
   headHiddenDim: number;
   headBottleneckDim: number;
 }
+
+export const OPTIMIZERS = ['adamw'] as const;
 
 export const DEFAULT_CONFIG: Readonly<DinoConfig> = Object.freeze({
   arch: 'vit_small',
@@ -80,12 +90,23 @@ export const DEFAULT_CONFIG: Readonly<DinoConfig> = Object.freeze({
   warmupEpochs: 10,
   minLr: 1e-6,
   dropPathRate: 0.1,
+  optimizer: 'adamw',
+  globalCropsScale: [0.4, 1.0] as [number, number],
   localCropsNumber: 8,
+  localCropsScale: [0.05, 0.4] as [number, number],
+  globalCropsSize: 224,
+  localCropsSize: 96,
   seed: 0,
   imgSize: 224,
   headHiddenDim: 2048,
   headBottleneckDim: 256,
 });
+
+// The model in words: the architecture's name, or the custom width, depth and heads.
+export function describeModel(c: DinoConfig): string {
+  const custom = c.embedDim !== undefined ? `ViT (dim ${c.embedDim}, depth ${c.depth}, ${c.numHeads} heads)` : c.arch;
+  return `${custom}/${c.patchSize}`;
+}
 
 export interface StepOptions {
   // The student's stochastic-depth masks; drawn from the trainer's generator when not given.
@@ -126,8 +147,8 @@ export interface TrainerState {
 const ARG_NAMES: Record<string, string> = { batchSize: 'batch_size_per_gpu' };
 const argName = (key: string): string => ARG_NAMES[key] ?? key.replace(/[A-Z]/g, (c) => '_' + c.toLowerCase());
 
-export function configToArgs(c: DinoConfig): { [arg: string]: string | number | boolean } {
-  return Object.fromEntries(Object.entries(c).map(([k, v]) => [argName(k), v]));
+export function configToArgs(c: DinoConfig): { [arg: string]: string | number | boolean | number[] } {
+  return Object.fromEntries(Object.entries(c).map(([k, v]) => [argName(k), Array.isArray(v) ? [...v] : v]));
 }
 
 // The inverse, checking every value's type against the defaults' (the args come from a file).
@@ -138,8 +159,13 @@ export function argsToConfig(args: unknown): Partial<DinoConfig> {
   for (const [arg, value] of Object.entries(args)) {
     const key = byArg.get(arg);
     if (key === undefined) throw new Error(`unknown argument '${arg}'`);
-    const want = typeof (DEFAULT_CONFIG as Record<string, unknown>)[key] === 'undefined' ? 'number' : typeof (DEFAULT_CONFIG as Record<string, unknown>)[key];
-    if (typeof value !== want) throw new Error(`argument '${arg}' should be a ${want}, got ${JSON.stringify(value)}`);
+    const example = (DEFAULT_CONFIG as Record<string, unknown>)[key];
+    if (Array.isArray(example)) {
+      if (!Array.isArray(value) || value.length !== example.length || !value.every(Number.isFinite)) throw new Error(`argument '${arg}' should be ${example.length} numbers, got ${JSON.stringify(value)}`);
+    } else {
+      const want = example === undefined ? 'number' : typeof example;
+      if (typeof value !== want) throw new Error(`argument '${arg}' should be a ${want}, got ${JSON.stringify(value)}`);
+    }
     config[key] = value;
   }
   return config as Partial<DinoConfig>;
@@ -179,6 +205,7 @@ export class DinoTrainer {
     if (!(c.arch in ARCHITECTURES)) throw new Error(`DinoTrainer: unknown arch '${c.arch}' (expected ${Object.keys(ARCHITECTURES).join(', ')})`);
     if (!Number.isInteger(itersPerEpoch) || itersPerEpoch < 1) throw new RangeError(`DinoTrainer: itersPerEpoch must be a positive integer, got ${itersPerEpoch}`);
     if (!Number.isInteger(c.epochs) || c.epochs < 1) throw new RangeError(`DinoTrainer: epochs must be a positive integer, got ${c.epochs}`);
+    if (!(OPTIMIZERS as readonly string[]).includes(c.optimizer)) throw new Error(`DinoTrainer: optimizer '${c.optimizer}' is not implemented (available: ${OPTIMIZERS.join(', ')})`);
     if (!(c.clipGrad >= 0)) throw new RangeError(`DinoTrainer: clipGrad must be >= 0 (0 turns clipping off), got ${c.clipGrad}`);
     this.config = c;
     this.generator = new Generator(c.seed);

@@ -202,7 +202,7 @@ async function run(args: string[]): Promise<{ code: number; out: string; err: st
 }
 
 t.test('the command line: help, exit codes, messages without stack traces', async (t) => {
-  t.match(await run(['--help']), { code: 0, out: /usage: dino <command>[\s\S]*convert  convert between/ });
+  t.match(await run(['--help']), { code: 0, out: /usage: dino <command>[\s\S]*convert\s+convert between/ });
   t.match(await run([]), { code: 2, out: /usage: dino <command>/ }, 'no command: the overview, exit 2');
   t.match(await run(['convert', '--help']), { code: 0, out: /usage: dino convert INPUT OUTPUT/ });
   t.match(await run(['frobnicate']), { code: 2, err: /dino: unknown command 'frobnicate'/ });
