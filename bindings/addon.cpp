@@ -357,6 +357,9 @@ Napi::Value OpNames(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
+// The image kernels' functions (bindings/image.cpp).
+void InitImage(Napi::Env env, Napi::Object exports);
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* data = new AddonData();
   data->tensor_ctor = Napi::Persistent(NativeTensor::Init(env));
@@ -372,6 +375,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("buildInfo", Napi::Function::New(env, BuildInfo));
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads));
   exports.Set("opNames", Napi::Function::New(env, OpNames));
+  InitImage(env, exports);
   return exports;
 }
 

@@ -34,5 +34,20 @@ export { idxDataset, readIdx, parseIdx, type IdxArray, type IdxDatasetOptions } 
 export { fashionMnist, embeddedFashionMnistDir, FASHION_MNIST_CLASSES, DEBIAN_FASHION_MNIST_DIR, type FashionMnistSplit } from './data/fashion-mnist.ts';
 export { DataLoader, trainLoader, evalLoader, DataLoaderClosedError, type Batch, type LoaderOptions, type SkippedImage } from './data/loader.ts';
 export { dinoTransform, evalCrop, type TransformSpec, type ImageTransform } from './data/transform.ts';
+export { knnClassifier, knnPredict, DEFAULT_KNN_TEMPERATURE, DEFAULT_NB_KNN, type FeatureRows, type LabelledFeatures, type KnnOptions, type KnnPredictions, type KnnResult } from './eval/knn.ts';
+export {
+  extractFeatures, clsEncoder, clsAndPatchEncoder, pixelEncoder, defaultResize, spreadSubset, classIndexIn, saveFeatures, loadFeatures,
+  type Encoder, type ExtractOptions, type ExtractedFeatures, type FeatureArray, type FeatureFile,
+} from './eval/features.ts';
+export { installationInfo, type InstallationInfo } from './cli/info.ts';
+export {
+  trainLinearProbe, linearFeatures, linearEncoder, linearFeatureDim, checkFeatureOptions, evaluateLinear, linearProbeStep, crossEntropy, topkCorrect,
+  LinearClassifier, SGD, scaledLr, cosineAnnealingLr,
+  type FeatureOptions, type LinearProbeOptions, type LinearProbeResult, type EpochRecord, type LinearMetrics, type SgdOptions,
+} from './eval/linear.ts';
+export { linearTrainCrop, drawLinearCrop, applyLinearCrop, type LinearCropOptions, type LinearCropParams } from './eval/linear-transform.ts';
 export * as augment from './augment/index.ts';
+export { prepareImage, attentionMaps, meanAttention, thresholdMasks, upsampleNearest, inputPicture, maskOverlay, writeAttentionPictures, type ImageSize, type NetworkInput, type AttentionMaps, type WriteAttentionOptions } from './viz/attention.ts';
+export { VIRIDIS, colorize, randomColors } from './viz/colormap.ts';
+export { writePng, writeAnimation, type Picture, type AnimationFormat, type AnimationOptions } from './viz/image-write.ts';
 export { DinoAugmentation, evalTransform, type DinoAugmentationOptions, type CropParams, type EvalTransformOptions, type RgbImage } from './augment/index.ts';

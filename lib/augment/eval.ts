@@ -13,10 +13,10 @@ export interface EvalTransformOptions {
 
 // torchvision's resize(img, size) for an int size: the shorter side becomes `size` and the other
 // int(size * long / short); an image whose shorter side already is `size` is left alone.
-export function resizeShorterSide(img: RgbImage, size: number): RgbImage {
+export function resizeShorterSide(img: RgbImage, size: number, resize = resizeBicubic): RgbImage {
   const { width: w, height: h } = img;
   if ((w <= h && w === size) || (h <= w && h === size)) return img;
-  return w < h ? resizeBicubic(img, size, Math.trunc((size * h) / w)) : resizeBicubic(img, Math.trunc((size * w) / h), size);
+  return w < h ? resize(img, size, Math.trunc((size * h) / w)) : resize(img, Math.trunc((size * w) / h), size);
 }
 
 // center_crop(img, crop): PIL's crop of the centred box, black where it reaches outside the image.

@@ -1,8 +1,10 @@
 // RGB images as raw pixel buffers, and the two steps every crop ends with: the horizontal flip and
 // torchvision's ToTensor + Normalize.
 //
-// The augmentations are plain synchronous functions on these buffers (no engine, no native addon), so
-// the data loader's worker threads can run them directly on the pixels they decoded.
+// The augmentations are plain synchronous functions on these buffers. Their pixel work runs in the
+// native addon's image kernels (functions on byte arrays, no engine tensors), which the data loader's
+// worker threads load too, so they run directly on the pixels a worker decoded.
+import { addon } from '../engine/native.ts';
 
 // 8 bits per channel, RGB interleaved, row-major: data.length === width * height * 3.
 export interface RgbImage {
@@ -33,18 +35,7 @@ export function createImage(width: number, height: number): RgbImage {
 
 // PIL's transpose(FLIP_LEFT_RIGHT), in place.
 export function flipHorizontal(img: RgbImage): void {
-  const { width, height, data } = img;
-  for (let y = 0; y < height; y++) {
-    let a = y * width * 3;
-    let b = a + (width - 1) * 3;
-    for (; a < b; a += 3, b -= 3) {
-      for (let c = 0; c < 3; c++) {
-        const t = data[a + c];
-        data[a + c] = data[b + c];
-        data[b + c] = t;
-      }
-    }
-  }
+  addon.flipHorizontalU8(img.data, img.width, img.height);
 }
 
 export function checkRgb(v: Rgb, what: string, positive: boolean): void {
@@ -70,13 +61,6 @@ export function normalizationTable(mean: Rgb, std: Rgb): Float32Array {
 
 // ToTensor + Normalize through a table from normalizationTable: HWC uint8 to CHW float32.
 export function toNormalizedChw(img: RgbImage, table: Float32Array, out = new Float32Array(img.width * img.height * 3)): Float32Array {
-  const { data } = img;
-  const plane = img.width * img.height;
-  if (out.length !== plane * 3) throw new RangeError(`output has ${out.length} values, expected ${plane * 3}`);
-  for (let i = 0, p = 0; i < plane; i++, p += 3) {
-    out[i] = table[data[p]];
-    out[plane + i] = table[256 + data[p + 1]];
-    out[2 * plane + i] = table[512 + data[p + 2]];
-  }
+  addon.normalizeU8(img.data, table, out);
   return out;
 }

@@ -58,10 +58,25 @@ export interface Addon {
   buildInfo(): BuildInfo;
   setNumThreads(n: number): void;
   opNames(): string[];
+  // The image kernels (native/image) on 8-bit RGB pixels, 3 bytes each, rows packed; in place unless
+  // they take an output.
+  resampleU8(filter: 'bicubic' | 'bilinear', src: Uint8Array, width: number, height: number, left: number, top: number, boxWidth: number, boxHeight: number, dst: Uint8Array, outWidth: number, outHeight: number): void;
+  gaussianBlurU8(data: Uint8Array, width: number, height: number, sigma: number): void;
+  flipHorizontalU8(data: Uint8Array, width: number, height: number): void;
+  normalizeU8(data: Uint8Array, table: Float32Array, out: Float32Array): void;
+  blendU8(a: Uint8Array, b: Uint8Array, factor: number, out: Uint8Array): void;
+  adjustBrightnessU8(data: Uint8Array, factor: number): void;
+  adjustContrastU8(data: Uint8Array, factor: number): void;
+  adjustSaturationU8(data: Uint8Array, factor: number): void;
+  adjustHueU8(data: Uint8Array, hueFactor: number): void;
+  grayscaleU8(data: Uint8Array): void;
+  solarizeU8(data: Uint8Array): void;
+  rgbToHsvU8(src: Uint8Array, dst: Uint8Array): void;
+  hsvToRgbU8(src: Uint8Array, dst: Uint8Array): void;
 }
 
 // The package root: two levels above this file both in lib/engine (sources) and dist/lib/engine.
-function packageRoot(): string {
+export function packageRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   while (!existsSync(join(dir, 'package.json'))) {
     const up = dirname(dir);
@@ -71,12 +86,14 @@ function packageRoot(): string {
   return dir;
 }
 
+// $DINO_ADDON, or the package's own build.
+export const addonPath: string = process.env.DINO_ADDON ?? join(packageRoot(), 'build', 'Release', 'dino.node');
+
 function load(): Addon {
-  const path = process.env.DINO_ADDON ?? join(packageRoot(), 'build', 'Release', 'dino.node');
-  if (!existsSync(path)) {
-    throw new Error(`dino-ts: the native addon is missing at ${path}; build it with \`npm install\` (or \`npm run build\`)`);
+  if (!existsSync(addonPath)) {
+    throw new Error(`dino-ts: the native addon is missing at ${addonPath}; build it with \`npm install\` (or \`npm run build\`)`);
   }
-  return createRequire(import.meta.url)(path) as Addon;
+  return createRequire(import.meta.url)(addonPath) as Addon;
 }
 
 export const addon: Addon = load();

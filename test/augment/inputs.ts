@@ -26,6 +26,17 @@ function crop(img: RgbImage, left: number, top: number, width: number, height: n
   return { width, height, data };
 }
 
+// columns x rows copies of img side by side.
+function tile(img: RgbImage, columns: number, rows: number): RgbImage {
+  const width = img.width * columns;
+  const data = new Uint8Array(width * img.height * rows * 3);
+  for (let y = 0; y < img.height * rows; y++) {
+    const row = img.data.subarray((y % img.height) * img.width * 3, ((y % img.height) + 1) * img.width * 3);
+    for (let c = 0; c < columns; c++) data.set(row, (y * width + c * img.width) * 3);
+  }
+  return { width, height: img.height * rows, data };
+}
+
 export function loadInput(name: string): RgbImage {
   switch (name) {
     case 'astronaut':
@@ -51,6 +62,8 @@ export function loadInput(name: string): RgbImage {
       return crop(photo('chelsea', 60, 40), 30, 20, 3, 2);
     case 'patch':
       return crop(photo('chelsea', 60, 40), 15, 10, 30, 20);
+    case 'astronaut-tiled':
+      return tile(photo('astronaut', 64, 64), 5, 4);
     default:
       throw new Error(`unknown input ${name}`);
   }

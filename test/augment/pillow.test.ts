@@ -1,19 +1,24 @@
 // Each transform against Pillow running torchvision 0.8's PIL code path (scripts/fixtures/augment.py)
 // on downscaled photographs, a gray photograph, flat black and white images, a single pixel and
-// 64x2 / 2x64 / 3x2 images. Every comparison is exact: the maximum error allowed, and observed, is 0
-// uint8 levels (0 in float32 after normalisation).
+// 64x2 / 2x64 / 3x2 images, and at DINO's crop sizes on a 320x256 image (compared by SHA-256). Every
+// comparison is exact: the maximum error allowed, and observed, is 0 uint8 levels (0 in float32 after
+// normalisation).
 import t, { type Test } from 'tap';
+import { createHash } from 'node:crypto';
 import { loadFixtures, type FixtureCase } from '../helpers/fixtures.ts';
 import { adjustBrightness, adjustContrast, adjustHue, adjustSaturation, grayscale, solarize } from '../../lib/augment/color.ts';
 import { gaussianBlur } from '../../lib/augment/blur.ts';
 import { DinoAugmentation, type CropParams } from '../../lib/augment/dino.ts';
 import { evalTransform } from '../../lib/augment/eval.ts';
 import { flipHorizontal, normalizationTable, toNormalizedChw, type Rgb, type RgbImage } from '../../lib/augment/image.ts';
-import { resizeBicubic } from '../../lib/augment/resize.ts';
+import { resizeBicubic, resizeBilinear } from '../../lib/augment/resize.ts';
 import { fromBase64, loadInput, maxError } from './inputs.ts';
 
 const cases = loadFixtures('augment');
 const named = (prefix: string): [string, FixtureCase][] => Object.entries(cases).filter(([name]) => name.startsWith(prefix));
+const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
+// A crop's parameters as the fixtures store them (box as [left, top, width, height]).
+const toCropParams = (p: any): CropParams => ({ ...p, box: { left: p.box[0], top: p.box[1], width: p.box[2], height: p.box[3] } });
 
 // Runs `run` on every case with the prefix and checks the image it gives against the expected bytes.
 function exact(t: Test, prefix: string, run: (c: FixtureCase) => RgbImage): void {
@@ -77,7 +82,7 @@ t.test('the whole multi-crop augmentation with torchvision-drawn parameters', as
   const aug = new DinoAugmentation({ globalCropsSize: 32, localCropsSize: 16 });
   for (const [name, c] of named('dino_')) {
     const img = loadInput(c.attrs.input);
-    const params: CropParams[] = c.attrs.params.map((p: any) => ({ ...p, box: { left: p.box[0], top: p.box[1], width: p.box[2], height: p.box[3] } }));
+    const params: CropParams[] = c.attrs.params.map(toCropParams);
     t.equal(params.length, 10, `${name}: 2 global + 8 local crops`);
     let worst = 0;
     params.forEach((p, i) => {
@@ -87,4 +92,25 @@ t.test('the whole multi-crop augmentation with torchvision-drawn parameters', as
   }
   const fired = (key: keyof CropParams) => named('dino_').flatMap(([, c]) => c.attrs.params).filter((p: any) => p[key] !== null && p[key] !== false).length;
   for (const key of ['flip', 'jitter', 'grayscale', 'blurSigma', 'solarize'] as const) t.ok(fired(key) > 0, `${key} fires in some crop (${fired(key)} of 30)`);
+});
+
+t.test('at DINO\'s sizes on a 320x256 image: resize, blur and the whole augmentation (SHA-256 of Pillow\'s bytes)', async (t) => {
+  const img = loadInput('astronaut-tiled');
+  const resizes = named('large_resize_');
+  t.ok(resizes.length >= 8, 'several boxes and sizes');
+  for (const [name, c] of resizes) {
+    const [left, top, width, height] = c.attrs.box;
+    const resize = c.attrs.filter === 'bilinear' ? resizeBilinear : resizeBicubic;
+    t.equal(sha256(resize(img, c.attrs.size[0], c.attrs.size[1], { left, top, width, height }).data), c.attrs.sha256, `${name}: ${c.attrs.filter} ${JSON.stringify(c.attrs.box)} -> ${c.attrs.size}`);
+  }
+  for (const [name, c] of named('large_blur_')) {
+    const blurred = loadInput('astronaut-tiled');
+    gaussianBlur(blurred, c.attrs.sigma);
+    t.equal(sha256(blurred.data), c.attrs.sha256, `${name}: sigma ${c.attrs.sigma}`);
+  }
+  const aug = new DinoAugmentation();
+  for (const [name, c] of named('large_dino_')) {
+    const crops = c.attrs.params.map((p: any) => sha256(aug.applyCrop(img, toCropParams(p)).data));
+    t.same(crops, c.attrs.sha256, `${name}: 2 x 224 + 8 x 96 crops`);
+  }
 });

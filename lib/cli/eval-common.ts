@@ -1,0 +1,59 @@
+// What the evaluation commands share: the options that pick a backbone and the image sizes, the
+// backbone they describe, and a progress line for long feature passes.
+import { existsSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { loadBackbone, randomBackbone, type LoadedBackbone } from '../eval/backbone.ts';
+import { ARCHITECTURES, type Architecture } from '../train/trainer.ts';
+import { defineOptions, UsageError } from './options.ts';
+
+export const BACKBONE_OPTIONS = defineOptions({
+  checkpoint: { kind: 'string', metavar: 'FILE', help: 'weights: a dino-ts training checkpoint, an official .pth (training checkpoint or released backbone) or a safetensors state dict' },
+  'pretrained-weights': { kind: 'string', metavar: 'FILE', help: 'same as --checkpoint (the official name)' },
+  'checkpoint-key': { kind: 'string', choices: ['teacher', 'student'], default: 'teacher', help: 'which network of a training checkpoint' },
+  arch: { kind: 'string', choices: Object.keys(ARCHITECTURES), help: 'checked against the weights; for a random initialisation the architecture (default vit_small)' },
+  'patch-size': { kind: 'int', min: 1, help: 'checked against the weights; for a random initialisation the patch size (default 16)' },
+  resize: { kind: 'int', min: 1, max: 65536, help: 'shorter side the images are resized to (bicubic) before the centre crop (default: crop * 256/224)' },
+  crop: { kind: 'int', min: 1, max: 65536, help: "side of the centre crop, the network's input (default: the backbone's image size)" },
+});
+
+interface BackboneChoice {
+  checkpoint?: string;
+  pretrainedWeights?: string;
+  checkpointKey: string;
+  arch?: string;
+  patchSize?: number;
+  crop?: number;
+}
+
+// The backbone the options name, in evaluation mode; `random` makes a fresh one of --arch and
+// --patch-size for the image size --crop (default 224).
+export function backboneFrom(o: BackboneChoice, given: ReadonlySet<string>, random?: { seed: number }): LoadedBackbone {
+  let backbone: LoadedBackbone;
+  if (random !== undefined) {
+    if (given.has('checkpoint-key')) throw new UsageError('--checkpoint-key needs a checkpoint; a random initialisation has none');
+    backbone = randomBackbone((o.arch ?? 'vit_small') as Architecture, o.patchSize ?? 16, { seed: random.seed, imgSize: o.crop ?? 224 });
+  } else {
+    if (o.checkpoint !== undefined && o.pretrainedWeights !== undefined) throw new UsageError('--checkpoint and --pretrained-weights are the same option; give one');
+    const path = o.checkpoint ?? o.pretrainedWeights;
+    if (path === undefined) throw new UsageError('--checkpoint is required');
+    if (!existsSync(path)) throw new Error(`${path}: no such file`);
+    backbone = loadBackbone(path, { checkpointKey: o.checkpointKey as 'teacher' | 'student', arch: o.arch as Architecture | undefined, patchSize: o.patchSize });
+  }
+  backbone.model.eval();
+  return backbone;
+}
+
+export const seconds = (since: number): number => Math.round(performance.now() - since) / 1000;
+
+// A progress line on stderr at most every 10 seconds, so that short runs print none.
+export function progressReporter(label: string, every = 10_000): (done: number, total: number) => void {
+  const start = performance.now();
+  let last = start;
+  return (done, total) => {
+    const now = performance.now();
+    if (now - last < every || done >= total) return;
+    last = now;
+    const rate = done / ((now - start) / 1000);
+    console.error(`${label}: ${done}/${total} images, ${rate.toFixed(1)} images/s, about ${Math.ceil((total - done) / rate)} s left`);
+  };
+}
