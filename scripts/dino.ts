@@ -6,22 +6,25 @@
 import process from 'node:process';
 import { pathToFileURL } from 'node:url';
 import { UsageError, type Command } from '../lib/cli/command.ts';
-import { convertCommand } from '../lib/cli/convert.ts';
 import { attentionCommand } from '../lib/cli/attention.ts';
-import { trainCommand } from '../lib/cli/train.ts';
+import { convertCommand } from '../lib/cli/convert.ts';
+import { demoCommand } from '../lib/cli/demo.ts';
 import { embedCommand } from '../lib/cli/embed.ts';
 import { evalKnnCommand } from '../lib/cli/eval-knn.ts';
-import { infoCommand } from '../lib/cli/info.ts';
 import { evalLinearCommand } from '../lib/cli/eval-linear.ts';
+import { infoCommand } from '../lib/cli/info.ts';
+import { trainCommand } from '../lib/cli/train.ts';
 
+// In the order `dino --help` lists them: the pipeline's.
 const commands: Record<string, Command> = {
+  demo: demoCommand,
   train: trainCommand,
-  convert: convertCommand,
-  attention: attentionCommand,
   'eval-knn': evalKnnCommand,
-  embed: embedCommand,
-  info: infoCommand,
   'eval-linear': evalLinearCommand,
+  embed: embedCommand,
+  attention: attentionCommand,
+  convert: convertCommand,
+  info: infoCommand,
 };
 
 function overview(): string {

@@ -2,7 +2,10 @@
 // backbone they describe, and a progress line for long feature passes.
 import { existsSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
+import type { ImageDataset } from '../data/dataset.ts';
+import { BUNDLED_DATASET, openDataset } from '../data/open.ts';
 import { loadBackbone, randomBackbone, type LoadedBackbone } from '../eval/backbone.ts';
+import { spreadSubset } from '../eval/features.ts';
 import { ARCHITECTURES, type Architecture } from '../train/trainer.ts';
 import { defineOptions, UsageError } from './options.ts';
 
@@ -56,4 +59,32 @@ export function progressReporter(label: string, every = 10_000): (done: number, 
     const rate = done / ((now - start) / 1000);
     console.error(`${label}: ${done}/${total} images, ${rate.toFixed(1)} images/s, about ${Math.ceil((total - done) / rate)} s left`);
   };
+}
+
+// The evaluation data: a dataset with both splits, or a training and a validation path.
+export const DATA_OPTIONS = defineOptions({
+  'data-path': { kind: 'string', metavar: 'DIR', help: `dataset with a train and a val split: an IDX directory, a Tiny-ImageNet root, a directory with train/ and val/ ImageFolders, or '${BUNDLED_DATASET}' (the default)` },
+  'train-path': { kind: 'string', metavar: 'DIR', help: 'training images (an ImageFolder, or any --data-path layout, its train split) instead of --data-path' },
+  'val-path': { kind: 'string', metavar: 'DIR', help: 'evaluation images (an ImageFolder, or any --data-path layout, its val split), with --train-path' },
+  'max-train': { kind: 'int', min: 1, metavar: 'N', help: 'use N training images spread evenly over the set (every len/N-th), for quick runs' },
+  'max-val': { kind: 'int', min: 1, metavar: 'N', help: 'use N evaluation images spread evenly over the set' },
+});
+
+interface DataChoice {
+  dataPath?: string;
+  trainPath?: string;
+  valPath?: string;
+  maxTrain?: number;
+  maxVal?: number;
+}
+
+export function evaluationData(o: DataChoice, given: ReadonlySet<string>): { train: ImageDataset; val: ImageDataset } {
+  if (given.has('data-path') && (given.has('train-path') || given.has('val-path'))) throw new UsageError('give either --data-path or --train-path and --val-path');
+  if (given.has('train-path') !== given.has('val-path')) throw new UsageError('--train-path and --val-path go together');
+  const path = o.dataPath ?? BUNDLED_DATASET;
+  let train = openDataset(o.trainPath ?? path, 'train');
+  let val = openDataset(o.valPath ?? path, 'val');
+  if (o.maxTrain !== undefined) train = spreadSubset(train, o.maxTrain);
+  if (o.maxVal !== undefined) val = spreadSubset(val, o.maxVal);
+  return { train, val };
 }

@@ -4,29 +4,24 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { ImageDataset } from '../data/dataset.ts';
-import { BUNDLED_DATASET, openDataset } from '../data/open.ts';
 import type { LoadedBackbone } from '../eval/backbone.ts';
-import { clsEncoder, defaultResize, extractFeatures, classIndexIn, loadFeatures, pixelEncoder, saveFeatures, spreadSubset, type Encoder, type FeatureFile } from '../eval/features.ts';
+import { clsEncoder, defaultResize, extractFeatures, classIndexIn, loadFeatures, pixelEncoder, saveFeatures, type Encoder, type FeatureFile } from '../eval/features.ts';
 import { DEFAULT_KNN_TEMPERATURE, DEFAULT_NB_KNN, knnClassifier } from '../eval/knn.ts';
 import type { Command } from './command.ts';
 import { defineOptions, describeOptions, parseOptions, UsageError } from './options.ts';
-import { backboneFrom, BACKBONE_OPTIONS, progressReporter, seconds } from './eval-common.ts';
+import { backboneFrom, BACKBONE_OPTIONS, DATA_OPTIONS, evaluationData, progressReporter, seconds } from './eval-common.ts';
 
 const OPTIONS = defineOptions({
   ...BACKBONE_OPTIONS,
+  ...DATA_OPTIONS,
   'random-init': { kind: 'boolean', default: false, help: 'a randomly initialised ViT (--arch, --patch-size, --seed): the baseline learned features must beat' },
   seed: { kind: 'int', default: 0, min: 0, help: 'seed of the random initialisation' },
   features: { kind: 'string', choices: ['cls', 'pixels'], default: 'cls', help: "'cls': the backbone's CLS token after the final norm (eval_knn.py); 'pixels': the normalised pixels of the centre crop (the raw-pixel baseline, no model)" },
-  'data-path': { kind: 'string', metavar: 'DIR', help: `dataset with a train and a val split: an IDX directory, a Tiny-ImageNet root, a directory with train/ and val/ ImageFolders, or '${BUNDLED_DATASET}' (the default)` },
-  'train-path': { kind: 'string', metavar: 'DIR', help: 'training images (an ImageFolder, or any --data-path layout, its train split) instead of --data-path' },
-  'val-path': { kind: 'string', metavar: 'DIR', help: 'evaluation images (an ImageFolder, or any --data-path layout, its val split), with --train-path' },
   'nb-knn': { kind: 'ints', default: [...DEFAULT_NB_KNN], min: 1, metavar: 'K...', help: 'numbers of nearest neighbours; those above the number of training images are left out with a note' },
   temperature: { kind: 'number', default: DEFAULT_KNN_TEMPERATURE, min: 0, minExclusive: true, help: 'temperature of the vote weights exp(similarity / T)' },
   'batch-size': { kind: 'int', default: 128, min: 1, help: 'images per forward pass (the official --batch_size_per_gpu)' },
   'batch-size-per-gpu': { kind: 'int', min: 1, help: 'same as --batch-size (the official name)' },
   'num-workers': { kind: 'int', min: 1, help: 'image decoding threads (default: the number of cores)' },
-  'max-train': { kind: 'int', min: 1, metavar: 'N', help: 'use N training images spread evenly over the set (every len/N-th), for quick runs' },
-  'max-val': { kind: 'int', min: 1, metavar: 'N', help: 'use N evaluation images spread evenly over the set' },
   'dump-features': { kind: 'string', metavar: 'DIR', help: 'write the features and labels to DIR/trainfeat.safetensors and DIR/testfeat.safetensors' },
   'load-features': { kind: 'string', metavar: 'DIR', help: 'read the features written by --dump-features instead of computing them (no model or dataset options)' },
   'output-json': { kind: 'string', metavar: 'FILE', help: 'write the results, image counts and timings as JSON' },
@@ -44,17 +39,6 @@ interface Computed {
   val: FeatureFile;
   counts: Record<string, unknown>;
   timings: Record<string, number>;
-}
-
-function datasets(o: Options, given: Set<string>): { train: ImageDataset; val: ImageDataset } {
-  if (given.has('data-path') && (given.has('train-path') || given.has('val-path'))) throw new UsageError('give either --data-path or --train-path and --val-path');
-  if (given.has('train-path') !== given.has('val-path')) throw new UsageError('--train-path and --val-path go together');
-  const path = o.dataPath ?? BUNDLED_DATASET;
-  let train = openDataset(o.trainPath ?? path, 'train');
-  let val = openDataset(o.valPath ?? path, 'val');
-  if (o.maxTrain !== undefined) train = spreadSubset(train, o.maxTrain);
-  if (o.maxVal !== undefined) val = spreadSubset(val, o.maxVal);
-  return { train, val };
 }
 
 // The pixel baseline's default crop: Fashion-MNIST's own size, 2,352 values per image.
@@ -78,7 +62,7 @@ async function compute(o: Options, given: Set<string>): Promise<Computed> {
   if (given.has('batch-size') && given.has('batch-size-per-gpu')) throw new UsageError('--batch-size and --batch-size-per-gpu are the same option; give one');
   const { backbone, encoder, source, crop } = featureSource(o, given);
   try {
-    const { train: trainData, val: valData } = datasets(o, given);
+    const { train: trainData, val: valData } = evaluationData(o, given);
     const valClasses = classIndexIn(trainData.classes, valData);
     const resize = o.resize ?? defaultResize(crop);
     const common = { crop, resize, batchSize: o.batchSizePerGpu ?? o.batchSize, numWorkers: o.numWorkers };

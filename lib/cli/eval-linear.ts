@@ -3,22 +3,18 @@
 import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import type { ImageDataset } from '../data/dataset.ts';
-import { BUNDLED_DATASET, openDataset } from '../data/open.ts';
-import { defaultResize, spreadSubset } from '../eval/features.ts';
+import { defaultResize } from '../eval/features.ts';
 import { checkFeatureOptions, formatPercent, linearFeatureDim, scaledLr, trainLinearProbe, type LinearProbeResult } from '../eval/linear.ts';
 import { writeSafetensors } from '../io/safetensors.ts';
 import type { Command } from './command.ts';
-import { backboneFrom, BACKBONE_OPTIONS, progressReporter, seconds } from './eval-common.ts';
+import { backboneFrom, BACKBONE_OPTIONS, DATA_OPTIONS, evaluationData, progressReporter, seconds } from './eval-common.ts';
 import { defineOptions, describeOptions, parseOptions, UsageError } from './options.ts';
 
 const OPTIONS = defineOptions({
   ...BACKBONE_OPTIONS,
+  ...DATA_OPTIONS,
   'random-init': { kind: 'boolean', default: false, help: 'a randomly initialised ViT (--arch, --patch-size, --seed): the baseline learned features must beat' },
   seed: { kind: 'int', default: 0, min: 0, help: "seeds the classifier's initial weights, the shuffling, the training crops and a random initialisation" },
-  'data-path': { kind: 'string', metavar: 'DIR', help: `dataset with a train and a val split: an IDX directory, a Tiny-ImageNet root, a directory with train/ and val/ ImageFolders, or '${BUNDLED_DATASET}' (the default)` },
-  'train-path': { kind: 'string', metavar: 'DIR', help: 'training images (an ImageFolder, or any --data-path layout, its train split) instead of --data-path' },
-  'val-path': { kind: 'string', metavar: 'DIR', help: 'evaluation images (an ImageFolder, or any --data-path layout, its val split), with --train-path' },
   'n-last-blocks': { kind: 'int', default: 4, min: 1, help: 'concatenate the CLS tokens of this many last blocks (the official 4 for ViT-S, 1 for ViT-B)' },
   'avgpool-patchtokens': { kind: 'boolean', default: false, help: "add the last block's mean patch token (the official ViT-B setting; only with --n-last-blocks 1)" },
   epochs: { kind: 'int', default: 100, min: 1, help: 'training epochs of the classifier' },
@@ -32,24 +28,9 @@ const OPTIONS = defineOptions({
   },
   'val-freq': { kind: 'int', default: 1, min: 1, help: 'evaluate after every N-th epoch (and after the last)' },
   'num-workers': { kind: 'int', min: 1, help: 'image decoding threads (default: the number of cores)' },
-  'max-train': { kind: 'int', min: 1, metavar: 'N', help: 'use N training images spread evenly over the set (every len/N-th), for quick runs' },
-  'max-val': { kind: 'int', min: 1, metavar: 'N', help: 'use N evaluation images spread evenly over the set' },
   'output-json': { kind: 'string', metavar: 'FILE', help: 'write the settings, the per-epoch log and the accuracies as JSON' },
   'save-classifier': { kind: 'string', metavar: 'FILE', help: 'write the trained classifier as safetensors (linear.weight, linear.bias; class names in the metadata)' },
 });
-
-type Options = ReturnType<typeof parseOptions<typeof OPTIONS>>['options'];
-
-function datasets(o: Options, given: Set<string>): { train: ImageDataset; val: ImageDataset } {
-  if (given.has('data-path') && (given.has('train-path') || given.has('val-path'))) throw new UsageError('give either --data-path or --train-path and --val-path');
-  if (given.has('train-path') !== given.has('val-path')) throw new UsageError('--train-path and --val-path go together');
-  const path = o.dataPath ?? BUNDLED_DATASET;
-  let train = openDataset(o.trainPath ?? path, 'train');
-  let val = openDataset(o.valPath ?? path, 'val');
-  if (o.maxTrain !== undefined) train = spreadSubset(train, o.maxTrain);
-  if (o.maxVal !== undefined) val = spreadSubset(val, o.maxVal);
-  return { train, val };
-}
 
 // An output whose directory is missing fails now, not after the training.
 function checkWritable(file: string | undefined, option: string): void {
@@ -101,7 +82,7 @@ ${describeOptions(OPTIONS)}`,
     if (o.randomInit === (checkpoint !== undefined)) throw new UsageError(o.randomInit ? '--random-init and --checkpoint exclude each other' : 'give the backbone: --checkpoint FILE or --random-init');
     checkWritable(o.outputJson, 'output-json');
     checkWritable(o.saveClassifier, 'save-classifier');
-    const { train, val } = datasets(o, given);
+    const { train, val } = evaluationData(o, given);
     const backbone = backboneFrom(o, given, o.randomInit ? { seed: o.seed } : undefined);
     let result: LinearProbeResult | undefined;
     try {

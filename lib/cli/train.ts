@@ -58,16 +58,16 @@ export const TRAIN_OPTIONS = defineOptions({
 const RUN_OPTIONS = new Set(['data-path', 'output-dir', 'saveckp-freq', 'num-workers', 'use-fp16', 'device', 'resume', 'log-freq', 'max-iterations']);
 const MODEL_SHAPE = ['embed-dim', 'depth', 'num-heads'];
 
-// The trainer configuration the command line asks for. With `onlyGiven`, only what was written out
-// (a resumed run checks those against its checkpoint).
-export function trainConfigFromOptions(options: Record<string, unknown>, given: Set<string>, onlyGiven: boolean): Partial<DinoConfig> {
+// The trainer configuration the command line asks for: every training option, with its default where
+// it was not given.
+export function trainConfigFromOptions(options: Record<string, unknown>, only?: Set<string>): Partial<DinoConfig> {
   const config: Record<string, unknown> = {};
   for (const name of Object.keys(TRAIN_OPTIONS)) {
-    if (RUN_OPTIONS.has(name) || (onlyGiven && !given.has(name))) continue;
+    if (RUN_OPTIONS.has(name) || (only !== undefined && !only.has(name))) continue;
     const value = options[camelCase(name)];
     if (value !== undefined) config[camelCase(name)] = value;
   }
-  if (!onlyGiven && config.imgSize === undefined) config.imgSize = config.globalCropsSize;
+  if (only === undefined && config.imgSize === undefined) config.imgSize = config.globalCropsSize;
   return config as Partial<DinoConfig>;
 }
 
@@ -106,7 +106,9 @@ ${describeOptions(TRAIN_OPTIONS)}`,
     const shape = MODEL_SHAPE.filter((n) => given.has(n));
     if (shape.length !== 0 && shape.length !== MODEL_SHAPE.length) throw new UsageError('--embed-dim, --depth and --num-heads go together: give all three or none');
     if (options.localCropsSize > options.globalCropsSize) throw new UsageError(`--local-crops-size ${options.localCropsSize} is larger than --global-crops-size ${options.globalCropsSize}`);
-    const config = trainConfigFromOptions(options, given, options.resume);
+    // A resumed run checks what the command line wrote out against its checkpoint; defaults do not count.
+    const config = trainConfigFromOptions(options);
+    const written = trainConfigFromOptions(options, given);
     const result = await runTraining(config, {
       dataPath: options.dataPath,
       outputDir: options.outputDir,
@@ -116,6 +118,7 @@ ${describeOptions(TRAIN_OPTIONS)}`,
       resume: options.resume,
       logFreq: options.logFreq,
       maxIterations: options.maxIterations,
+      mustMatch: written,
     }, process.stdout);
     console.log(summarize(result));
     return result.status === 'diverged' ? 1 : 0;

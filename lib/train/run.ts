@@ -38,6 +38,9 @@ export interface RunOptions {
   resume: boolean;
   // Plain progress lines every logFreq iterations when not on a terminal.
   logFreq: number;
+  // On resume, the settings that must equal the checkpoint's (those the user wrote out; default: all of
+  // the given configuration).
+  mustMatch?: Partial<DinoConfig>;
   // Stop after this many iterations in this process (a checkpoint is written as on SIGINT); for
   // short trial runs and tests.
   maxIterations?: number;
@@ -133,7 +136,7 @@ export async function runTraining(config: Partial<DinoConfig>, run: RunOptions, 
         warnings.push(`passed over a damaged checkpoint: ${s}`);
         say(`warning: passed over a damaged checkpoint: ${s}`);
       }
-      const conflicts = conflictingOptions(latest.trainer.config, config);
+      const conflicts = conflictingOptions(latest.trainer.config, run.mustMatch ?? config);
       if (conflicts.length > 0) {
         latest.trainer.dispose();
         throw new Error(`cannot resume with other training options than the run was started with: ${conflicts.join('; ')}`);

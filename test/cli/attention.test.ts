@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
-import { main } from '../../scripts/dino.ts';
+import { runCli } from '../helpers/cli.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const chelsea = join(root, 'test', 'fixtures', 'images', 'chelsea.png');
@@ -19,20 +19,7 @@ t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 // vit_tiny (3 heads) with patch 8 on small images keeps every run short.
 const tiny = ['--random-init', '--arch', 'vit_tiny', '--patch-size', '8'];
 
-async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = console.log;
-  const error = console.error;
-  console.log = (...a: unknown[]) => void out.push(a.join(' '));
-  console.error = (...a: unknown[]) => void err.push(a.join(' '));
-  try {
-    return { code: await main(['attention', ...args]), out: out.join('\n'), err: err.join('\n') };
-  } finally {
-    console.log = log;
-    console.error = error;
-  }
-}
+const run = (args: string[]) => runCli(['attention', ...args]);
 
 const pixels = async (path: string) => (await sharp(path).raw().toBuffer({ resolveWithObject: true }));
 

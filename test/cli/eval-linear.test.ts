@@ -10,7 +10,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { dispose, readSafetensors, writeSafetensors } from '../../lib/index.ts';
 import { randomBackbone } from '../../lib/eval/backbone.ts';
-import { main } from '../../scripts/dino.ts';
+import { runCli } from '../helpers/cli.ts';
 import { writeImage } from '../data/images.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -18,23 +18,7 @@ const dir = mkdtempSync(join(tmpdir(), 'eval-linear-test-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 
 // Runs the command line and collects what it prints.
-async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = console.log;
-  const error = console.error;
-  const warn = console.warn;
-  console.log = (...a: unknown[]) => void out.push(a.join(' '));
-  console.error = console.warn = (...a: unknown[]) => void err.push(a.join(' '));
-  try {
-    const code = await main(['eval-linear', ...args]);
-    return { code, out: out.join('\n'), err: err.join('\n') };
-  } finally {
-    console.log = log;
-    console.error = error;
-    console.warn = warn;
-  }
-}
+const run = (args: string[]) => runCli(['eval-linear', ...args]);
 
 // A small ViT on 16x16 crops (patch 8, two blocks' worth of speed per image): the fastest real run.
 const TINY = ['--random-init', '--arch', 'vit_tiny', '--patch-size', '8', '--crop', '16', '--resize', '16', '--num-workers', '1'];

@@ -17,6 +17,7 @@ import { convert, isTrainingCheckpoint, officialToOurs } from '../../lib/io/conv
 import { readPth, writePth, type PthValue } from '../../lib/io/pth.ts';
 import { readSafetensors } from '../../lib/io/safetensors.ts';
 import { main } from '../../scripts/dino.ts';
+import { runCli } from '../helpers/cli.ts';
 import { loadFixtures } from '../helpers/fixtures.ts';
 import { pythonMissing, runPython } from './python.ts';
 
@@ -186,20 +187,7 @@ t.test('a checkpoint we wrote, in the official layout', async (t) => {
   dispose([w, b, m, center]);
 });
 
-async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = console.log;
-  const error = console.error;
-  console.log = (...a: unknown[]) => void out.push(a.join(' '));
-  console.error = (...a: unknown[]) => void err.push(a.join(' '));
-  try {
-    return { code: await main(args), out: out.join('\n'), err: err.join('\n') };
-  } finally {
-    console.log = log;
-    console.error = error;
-  }
-}
+const run = runCli;
 
 t.test('the command line: help, exit codes, messages without stack traces', async (t) => {
   t.match(await run(['--help']), { code: 0, out: /usage: dino <command>[\s\S]*convert\s+convert between/ });

@@ -62,8 +62,12 @@ t.test('an uninterrupted run: outputs, log records, loss plot', async (t) => {
 
 t.test('resume is exact: 1 epoch + resume 1 gives the losses of 2 straight epochs, bit for bit', async (t) => {
   const out = join(dir, 'split');
-  t.equal(train(out, { 'max-iterations': String(ITERS_PER_EPOCH) }).status, 0);
+  // --resume with nothing to resume starts a new run with the same settings as without it.
+  const first = train(out, { resume: '', 'max-iterations': String(ITERS_PER_EPOCH) });
+  t.equal(first.status, 0, first.stderr);
+  t.match(first.stdout, /nothing to resume in .*: starting a new run/);
   t.equal(steps(out).length, ITERS_PER_EPOCH);
+  t.same(losses(out), losses(straight).slice(0, ITERS_PER_EPOCH), 'the first epoch of the straight run');
   const r = train(out, { resume: '', 'max-iterations': String(ITERS_PER_EPOCH) });
   t.equal(r.status, 0, r.stderr);
   t.match(r.stdout, /resuming from .*checkpoint\.safetensors at epoch 1, iteration 5/);
