@@ -80,8 +80,10 @@ export function lossCurveSvg(curve: LossCurve): string {
       if (Number.isFinite(curve.epochLosses[k])) parts.push(`<circle cx="${x(curve.epochEnds[k]).toFixed(1)}" cy="${y(curve.epochLosses[k]).toFixed(1)}" r="3" fill="#1f4e79"/>`);
     }
   }
-  parts.push(`<text x="${MARGIN.left + 8}" y="${MARGIN.top + 16}" fill="#7fb3d5">per step</text>`);
-  parts.push(`<text x="${MARGIN.left + 70}" y="${MARGIN.top + 16}" fill="#1f4e79">epoch mean</text>`);
+  // The legend sits at the bottom, clear of the collapse line at the top.
+  const legendY = HEIGHT - MARGIN.bottom - 8;
+  parts.push(`<text x="${MARGIN.left + 8}" y="${legendY}" fill="#7fb3d5">per step</text>`);
+  parts.push(`<text x="${MARGIN.left + 70}" y="${legendY}" fill="#1f4e79">epoch mean</text>`);
   parts.push('</svg>');
   return parts.join('\n');
 }
