@@ -18,7 +18,10 @@ import { trainCommand } from './train.ts';
 
 // The embedded default: a ViT of width 128 and depth 4 in 7-pixel patches of the 28-pixel images, with
 // crops, head and schedule sized for a small dataset and a short run (the official defaults are for
-// ImageNet; see the README). Teacher temperature, momentum and weight decay stay the official ones.
+// ImageNet; see the README). Two official options make the difference in a run this short: batch norm
+// in the head, and a teacher momentum of 0.99 instead of 0.996 (the teacher follows the student sooner).
+// Without them the teacher's output drifts towards uniform after two epochs and its k-NN accuracy
+// stays within two points of the random initialisation's.
 export const DEMO_TRAIN_ARGS: Record<string, string> = {
   'data-path': 'fashion-mnist',
   'embed-dim': '128',
@@ -31,6 +34,8 @@ export const DEMO_TRAIN_ARGS: Record<string, string> = {
   'out-dim': '1024',
   'head-hidden-dim': '256',
   'head-bottleneck-dim': '64',
+  'use-bn-in-head': 'true',
+  'momentum-teacher': '0.99',
   'batch-size': '64',
   epochs: '10',
   'warmup-epochs': '1',
