@@ -25,7 +25,7 @@ export { saveCheckpoint, loadCheckpoint, adamwToCheckpoint, adamwFromCheckpoint,
 export { readPth, writePth, backboneStateDict, readBackbone, type PthValue, type StateDict, type WritePthOptions } from './io/pth.ts';
 export { convert } from './io/convert.ts';
 export { FileFormatError } from './io/file.ts';
-export { DinoTrainer, DEFAULT_CONFIG, ARCHITECTURES, NonFiniteLossError, configToArgs, argsToConfig, type DinoConfig, type Architecture, type StepOptions, type StepResult, type TrainerState } from './train/trainer.ts';
+export { DinoTrainer, DEFAULT_CONFIG, ARCHITECTURES, OPTIMIZERS, NonFiniteLossError, configToArgs, argsToConfig, describeModel, type DinoConfig, type Architecture, type StepOptions, type StepResult, type TrainerState } from './train/trainer.ts';
 export { saveTrainerCheckpoint, loadTrainerCheckpoint } from './train/checkpoint.ts';
 export { ImageDataset, loadImage, type ImageSource } from './data/dataset.ts';
 export { decodeImage, readImageFile, ImageDecodeError, DEFAULT_MAX_PIXELS, type DecodeOptions } from './data/decode.ts';
@@ -51,3 +51,9 @@ export { prepareImage, attentionMaps, meanAttention, thresholdMasks, upsampleNea
 export { VIRIDIS, colorize, randomColors } from './viz/colormap.ts';
 export { writePng, writeAnimation, type Picture, type AnimationFormat, type AnimationOptions } from './viz/image-write.ts';
 export { DinoAugmentation, evalTransform, type DinoAugmentationOptions, type CropParams, type EvalTransformOptions, type RgbImage } from './augment/index.ts';
+export { runTraining, resolveDevice, loadLatestCheckpoint, checkpointCandidates, CHECKPOINT, PREVIOUS_CHECKPOINT, type RunOptions, type RunResult, type RunStatus, type DeviceChoice } from './train/run.ts';
+export { TrainingLog, readTrainingLog, type LogRecord, type StepRecord, type EpochRecord as TrainingEpochRecord, type StartRecord } from './train/log.ts';
+export { EpochMonitor, collapseWarning, COLLAPSE_KL, type EpochDiagnostics } from './train/monitor.ts';
+export { openDataset, BUNDLED_DATASET, type Split } from './data/open.ts';
+export { loadBackbone, randomBackbone, inferBackboneSpec, type LoadedBackbone, type BackboneSpec, type LoadBackboneOptions, type CheckpointKey } from './eval/backbone.ts';
+export { writeLossPlot, lossCurveSvg, type LossCurve } from './viz/loss-plot.ts';
