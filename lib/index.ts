@@ -12,6 +12,7 @@ export { AdamW, type AdamWHyper, type AdamWParamState, type AdamWStateDict, type
 export { getParamsGroups, setSchedules } from './optim/param-groups.ts';
 export { nameGrads, clipGradients, cancelGradientsLastLayer, type NamedGrads } from './optim/grads.ts';
 export { updateTeacher } from './optim/ema.ts';
+export { SGD, type SgdOptions } from './optim/sgd.ts';
 export { Linear, LayerNorm, BatchNorm1d, GELU, Sequential, PatchConv2d, WeightNormLinear, type Layer, type BatchNorm1dOptions } from './nn/layers.ts';
 export {
   VisionTransformer, vitTiny, vitSmall, vitBase, interpolatePosEncoding, prepareTokens, sampleDropPathMasks,
@@ -42,8 +43,8 @@ export {
 export { installationInfo, type InstallationInfo } from './cli/info.ts';
 export {
   trainLinearProbe, linearFeatures, linearEncoder, linearFeatureDim, checkFeatureOptions, evaluateLinear, linearProbeStep, crossEntropy, topkCorrect,
-  LinearClassifier, SGD, scaledLr, cosineAnnealingLr,
-  type FeatureOptions, type LinearProbeOptions, type LinearProbeResult, type EpochRecord, type LinearMetrics, type SgdOptions,
+  LinearClassifier, scaledLr, cosineAnnealingLr,
+  type FeatureOptions, type LinearProbeOptions, type LinearProbeResult, type EpochRecord, type LinearMetrics,
 } from './eval/linear.ts';
 export { linearTrainCrop, drawLinearCrop, applyLinearCrop, type LinearCropOptions, type LinearCropParams } from './eval/linear-transform.ts';
 export * as augment from './augment/index.ts';

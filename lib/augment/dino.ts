@@ -28,6 +28,15 @@ export interface DinoAugmentationOptions {
   std?: Rgb;
 }
 
+// DataAugmentationDINO's defaults (main_dino.py's arguments), which the trainer's defaults also take.
+export const DINO_AUGMENTATION_DEFAULTS = Object.freeze({
+  globalCropsScale: [0.4, 1] as [number, number],
+  localCropsScale: [0.05, 0.4] as [number, number],
+  localCropsNumber: 8,
+  globalCropsSize: 224,
+  localCropsSize: 96,
+});
+
 // The ColorJitter operations, by the index torchvision's randperm(4) refers to them with.
 export const JITTER_OPS = ['brightness', 'contrast', 'saturation', 'hue'] as const;
 
@@ -117,11 +126,11 @@ export class DinoAugmentation {
   private readonly buffers = new Map<number, RgbImage>();
 
   constructor({
-    globalCropsScale = [0.4, 1],
-    localCropsScale = [0.05, 0.4],
-    localCropsNumber = 8,
-    globalCropsSize = 224,
-    localCropsSize = 96,
+    globalCropsScale = DINO_AUGMENTATION_DEFAULTS.globalCropsScale,
+    localCropsScale = DINO_AUGMENTATION_DEFAULTS.localCropsScale,
+    localCropsNumber = DINO_AUGMENTATION_DEFAULTS.localCropsNumber,
+    globalCropsSize = DINO_AUGMENTATION_DEFAULTS.globalCropsSize,
+    localCropsSize = DINO_AUGMENTATION_DEFAULTS.localCropsSize,
     mean = IMAGENET_MEAN,
     std = IMAGENET_STD,
   }: DinoAugmentationOptions = {}) {

@@ -17,7 +17,7 @@
 // validation transform deterministic), so they are always computed once.
 import { performance } from 'node:perf_hooks';
 import { noGrad, valueAndGrads } from '../autograd/tape.ts';
-import { dispose, tidy } from '../engine/scope.ts';
+import { tidy } from '../engine/scope.ts';
 import { Generator } from '../engine/random.ts';
 import { tensor, type Tensor } from '../engine/tensor.ts';
 import type { ImageDataset } from '../data/dataset.ts';
@@ -26,10 +26,11 @@ import { epochOrder } from '../data/sampler.ts';
 import type { VisionTransformer } from '../model/vit.ts';
 import { Linear } from '../nn/layers.ts';
 import { Module } from '../nn/module.ts';
-import { add, assign, affine, concat, logSoftmax, mean, mul, reshape, scale, slice, sub, sum } from '../ops/index.ts';
+import { assign, concat, logSoftmax, mean, mul, reshape, scale, slice, sum } from '../ops/index.ts';
 import { classIndexIn, extractFeatures, type Encoder } from './features.ts';
 import type { LabelledFeatures } from './knn.ts';
 import { linearTrainCrop } from './linear-transform.ts';
+import { SGD } from '../optim/sgd.ts';
 
 export interface FeatureOptions {
   // The number of last blocks whose CLS tokens are concatenated (official default 4).
@@ -99,55 +100,6 @@ export function crossEntropy(logits: Tensor, labels: Int32Array): Tensor {
     onehot[i * classes + l] = 1;
   });
   return scale(sum(mul(logSoftmax(logits), tensor(onehot, [batch, classes], { device: logits.device }))), -1 / batch);
-}
-
-export interface SgdOptions {
-  lr: number;
-  momentum?: number;
-  weightDecay?: number;
-}
-
-// torch.optim.SGD without dampening or Nesterov: g = grad + wd * p; buf = g at the first step, then
-// momentum * buf + g; p -= lr * buf.
-export class SGD {
-  lr: number;
-  readonly momentum: number;
-  readonly weightDecay: number;
-  private readonly buffers: (Tensor | null)[];
-
-  constructor(readonly params: readonly Tensor[], { lr, momentum = 0, weightDecay = 0 }: SgdOptions) {
-    if (!(lr >= 0) || !(momentum >= 0) || !(weightDecay >= 0)) throw new RangeError(`SGD: lr, momentum and weight decay must be >= 0, got ${lr}, ${momentum}, ${weightDecay}`);
-    this.lr = lr;
-    this.momentum = momentum;
-    this.weightDecay = weightDecay;
-    this.buffers = params.map(() => null);
-  }
-
-  // grads[i] belongs to params[i]; a null gradient leaves its parameter (and momentum) alone.
-  step(grads: readonly (Tensor | null)[]): void {
-    if (grads.length !== this.params.length) throw new RangeError(`SGD: ${grads.length} gradients for ${this.params.length} parameters`);
-    tidy(() =>
-      this.params.forEach((p, i) => {
-        const grad = grads[i];
-        if (grad === null) return;
-        let d = this.weightDecay !== 0 ? add(grad, scale(p, this.weightDecay)) : grad;
-        if (this.momentum !== 0) {
-          const buf = this.buffers[i];
-          if (buf === null) d = this.buffers[i] = affine(d, 1).keep();
-          else {
-            assign(buf, add(scale(buf, this.momentum), d));
-            d = buf;
-          }
-        }
-        assign(p, sub(p, scale(d, this.lr)));
-      }),
-    );
-  }
-
-  dispose(): void {
-    dispose(this.buffers);
-    this.buffers.fill(null);
-  }
 }
 
 // The official learning rate for a batch size (one process): lr * batch / 256.

@@ -12,6 +12,7 @@ import { DINOHead } from '../model/head.ts';
 import { MultiCropWrapper } from '../model/multicrop.ts';
 import { VisionTransformer, sampleDropPathMasks, type DropPathMasks } from '../model/vit.ts';
 import { AdamW } from '../optim/adamw.ts';
+import { DINO_AUGMENTATION_DEFAULTS } from '../augment/dino.ts';
 import { adamwFromCheckpoint, adamwToCheckpoint, type CheckpointMeta } from '../io/checkpoint.ts';
 import { updateTeacher } from '../optim/ema.ts';
 import { cancelGradientsLastLayer, clipGradients, nameGrads, type NamedGrads } from '../optim/grads.ts';
@@ -91,11 +92,7 @@ export const DEFAULT_CONFIG: Readonly<DinoConfig> = Object.freeze({
   minLr: 1e-6,
   dropPathRate: 0.1,
   optimizer: 'adamw',
-  globalCropsScale: [0.4, 1.0] as [number, number],
-  localCropsNumber: 8,
-  localCropsScale: [0.05, 0.4] as [number, number],
-  globalCropsSize: 224,
-  localCropsSize: 96,
+  ...DINO_AUGMENTATION_DEFAULTS,
   seed: 0,
   imgSize: 224,
   headHiddenDim: 2048,

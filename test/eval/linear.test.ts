@@ -9,10 +9,11 @@ import { addon, dispose, Generator, tensor, tidy, VisionTransformer } from '../.
 import { fashionMnist } from '../../lib/data/fashion-mnist.ts';
 import { spreadSubset } from '../../lib/eval/features.ts';
 import {
-  checkFeatureOptions, cosineAnnealingLr, crossEntropy, LinearClassifier, linearFeatureDim, linearFeatures, linearProbeStep, scaledLr, SGD,
+  checkFeatureOptions, cosineAnnealingLr, crossEntropy, LinearClassifier, linearFeatureDim, linearFeatures, linearProbeStep, scaledLr,
   topkCorrect, trainLinearProbe,
 } from '../../lib/eval/linear.ts';
 import { applyLinearCrop, drawLinearCrop, linearTrainCrop } from '../../lib/eval/linear-transform.ts';
+import { SGD } from '../../lib/optim/sgd.ts';
 import { assertClose } from '../helpers/close.ts';
 import { fromFixture, loadFixtures } from '../helpers/fixtures.ts';
 import { stateFromFixture } from '../model/fixture-model.ts';
