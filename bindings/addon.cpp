@@ -332,6 +332,7 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   cuda.Set("cublasLoaded", c.cublas_loaded);
   cuda.Set("cublasPath", c.cublas_path);
   cuda.Set("cublasReason", c.cublas_reason);
+  cuda.Set("allowTF32", dino::allow_tf32());
   o.Set("cuda", cuda);
   return o;
 }
@@ -345,6 +346,14 @@ Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
   if (!(n >= 1 && n <= most && n == std::floor(n)))
     throw Napi::RangeError::New(env, "setNumThreads takes an integer from 1 to " + std::to_string(most));
   omp_set_num_threads(static_cast<int>(n));
+  return env.Undefined();
+}
+
+// setAllowTF32(bool): whether GPU float32 GEMMs may use TF32 tensor cores (off by default).
+Napi::Value SetAllowTF32(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsBoolean()) throw Napi::TypeError::New(env, "setAllowTF32 takes a boolean");
+  dino::set_allow_tf32(info[0].As<Napi::Boolean>().Value());
   return env.Undefined();
 }
 
@@ -374,6 +383,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("resetPeak", Napi::Function::New(env, ResetPeak));
   exports.Set("buildInfo", Napi::Function::New(env, BuildInfo));
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads));
+  exports.Set("setAllowTF32", Napi::Function::New(env, SetAllowTF32));
   exports.Set("opNames", Napi::Function::New(env, OpNames));
   InitImage(env, exports);
   return exports;

@@ -1,7 +1,7 @@
 // dino-ts: the public API.
-export { Tensor, tensor, scalar, zeros, ones, full, shapeText, type TensorOptions } from './engine/tensor.ts';
+export { Tensor, tensor, scalar, zeros, ones, full, shapeText, withDevice, defaultDevice, toDevice, type TensorOptions } from './engine/tensor.ts';
 export { tidy, dispose } from './engine/scope.ts';
-export { addon, type DType, type BuildInfo, type MemoryStats } from './engine/native.ts';
+export { addon, type Attrs, type DType, type BuildInfo, type MemoryStats } from './engine/native.ts';
 export { valueAndGrads, grads, noGrad, registerGradient, runOp, type GradFn, type TapeNode } from './autograd/tape.ts';
 export * as ops from './ops/index.ts';
 export { Generator, type GeneratorState } from './engine/random.ts';
@@ -26,7 +26,7 @@ export { saveCheckpoint, loadCheckpoint, adamwToCheckpoint, adamwFromCheckpoint,
 export { readPth, writePth, backboneStateDict, readBackbone, type PthValue, type StateDict, type WritePthOptions } from './io/pth.ts';
 export { convert } from './io/convert.ts';
 export { FileFormatError } from './io/file.ts';
-export { DinoTrainer, DEFAULT_CONFIG, ARCHITECTURES, OPTIMIZERS, NonFiniteLossError, configToArgs, argsToConfig, describeModel, type DinoConfig, type Architecture, type StepOptions, type StepResult, type TrainerState } from './train/trainer.ts';
+export { DinoTrainer, DEFAULT_CONFIG, ARCHITECTURES, OPTIMIZERS, NonFiniteLossError, configToArgs, argsToConfig, describeModel, type DinoConfig, type Architecture, type StepOptions, type TrainerOptions, type StepResult, type TrainerState } from './train/trainer.ts';
 export { saveTrainerCheckpoint, loadTrainerCheckpoint } from './train/checkpoint.ts';
 export { ImageDataset, loadImage, type ImageSource } from './data/dataset.ts';
 export { decodeImage, readImageFile, ImageDecodeError, DEFAULT_MAX_PIXELS, type DecodeOptions } from './data/decode.ts';
@@ -52,7 +52,8 @@ export { prepareImage, attentionMaps, meanAttention, thresholdMasks, upsampleNea
 export { VIRIDIS, colorize, randomColors } from './viz/colormap.ts';
 export { writePng, writeAnimation, type Picture, type AnimationFormat, type AnimationOptions } from './viz/image-write.ts';
 export { DinoAugmentation, evalTransform, type DinoAugmentationOptions, type CropParams, type EvalTransformOptions, type RgbImage } from './augment/index.ts';
-export { runTraining, resolveDevice, loadLatestCheckpoint, checkpointCandidates, CHECKPOINT, PREVIOUS_CHECKPOINT, type RunOptions, type RunResult, type RunStatus, type DeviceChoice } from './train/run.ts';
+export { runTraining, loadLatestCheckpoint, checkpointCandidates, CHECKPOINT, PREVIOUS_CHECKPOINT, type RunOptions, type RunResult, type RunStatus } from './train/run.ts';
+export { resolveDevice, type DeviceChoice } from './engine/device.ts';
 export { TrainingLog, readTrainingLog, type LogRecord, type StepRecord, type EpochRecord as TrainingEpochRecord, type StartRecord } from './train/log.ts';
 export { EpochMonitor, collapseWarning, COLLAPSE_KL, type EpochDiagnostics } from './train/monitor.ts';
 export { openDataset, BUNDLED_DATASET, type Split } from './data/open.ts';

@@ -4,7 +4,9 @@
 import { readdirSync, statSync } from 'node:fs';
 import { extname, join, parse } from 'node:path';
 import { blend } from '../augment/color.ts';
+import { resolveDevice, type DeviceChoice } from '../engine/device.ts';
 import { Generator } from '../engine/random.ts';
+import { withDevice } from '../engine/tensor.ts';
 import { IMAGE_EXTENSIONS } from '../data/folder.ts';
 import { readImageFile } from '../data/decode.ts';
 import { loadBackbone, randomBackbone, type CheckpointKey, type LoadedBackbone } from '../eval/backbone.ts';
@@ -13,6 +15,7 @@ import { attentionMaps, prepareImage, writeAttentionPictures } from '../viz/atte
 import { randomColors } from '../viz/colormap.ts';
 import { writeAnimation, type AnimationFormat, type Picture } from '../viz/image-write.ts';
 import { UsageError, type Command } from './command.ts';
+import { DEVICE_OPTION } from './eval-common.ts';
 import { defineOptions, describeOptions, parseOptions } from './options.ts';
 
 const options = defineOptions({
@@ -26,6 +29,7 @@ const options = defineOptions({
   'output-dir': { kind: 'string', default: '.', metavar: 'DIR', help: 'where the pictures go' },
   threshold: { kind: 'number', default: 0.6, min: 0, max: 1, help: "the masks keep this share of each head's attention; 0 writes no masks" },
   seed: { kind: 'int', default: 0, help: 'draws the mask colours (and the --random-init weights)' },
+  device: DEVICE_OPTION,
   'video-format': { kind: 'string', choices: ['gif', 'webp'], default: 'gif', help: 'the animation written for a directory of frames' },
   fps: { kind: 'number', default: 10, min: 0.1, max: 100, help: 'frames per second of the animation' },
 });
@@ -47,7 +51,11 @@ function listImages(path: string): { files: string[]; frames: boolean } {
   return { files: names.map((n) => join(path, n)), frames: true };
 }
 
-function backbone(o: { pretrainedWeights?: string; randomInit: boolean; checkpointKey: string; arch?: string; patchSize?: number; seed: number }): LoadedBackbone {
+function backbone(o: { pretrainedWeights?: string; randomInit: boolean; checkpointKey: string; arch?: string; patchSize?: number; seed: number; device: string }): LoadedBackbone {
+  return withDevice(resolveDevice(o.device as DeviceChoice).device, () => buildBackbone(o));
+}
+
+function buildBackbone(o: { pretrainedWeights?: string; randomInit: boolean; checkpointKey: string; arch?: string; patchSize?: number; seed: number }): LoadedBackbone {
   const arch = o.arch as Architecture | undefined;
   if (o.randomInit) return randomBackbone(arch ?? 'vit_small', o.patchSize ?? 8, { seed: o.seed });
   const path = o.pretrainedWeights!;

@@ -72,7 +72,7 @@ ${describeOptions(OPTIONS)}`,
       const store = FileStore.from('', files);
       const dataset = new ImageDataset(o.images.join(' '), ['image'], new Int32Array(files.length), store);
       const encoder = o.patchTokens ? clsAndPatchEncoder(backbone.model) : clsEncoder(backbone.model);
-      const f = await extractFeatures(dataset, encoder, { crop, resize, batchSize: o.batchSize, numWorkers: o.numWorkers, onProgress: progressReporter('embed') });
+      const f = await extractFeatures(dataset, encoder, { crop, resize, batchSize: o.batchSize, numWorkers: o.numWorkers, onProgress: progressReporter('embed'), device: backbone.model.device });
       const names = ['cls', 'patch_tokens'];
       tidy(() =>
         writeSafetensors(

@@ -7,7 +7,12 @@ import { BUNDLED_DATASET, openDataset } from '../data/open.ts';
 import { loadBackbone, randomBackbone, type LoadedBackbone } from '../eval/backbone.ts';
 import { spreadSubset } from '../eval/features.ts';
 import { ARCHITECTURES, type Architecture } from '../train/trainer.ts';
+import { resolveDevice, type DeviceChoice } from '../engine/device.ts';
+import { withDevice } from '../engine/tensor.ts';
 import { defineOptions, UsageError } from './options.ts';
+
+// --device of every command that runs a network.
+export const DEVICE_OPTION = { kind: 'string', choices: ['auto', 'cpu', 'cuda'], default: 'auto', help: 'where the network runs: auto takes the GPU when CUDA is usable (dino info says which and why)' } as const;
 
 export const BACKBONE_OPTIONS = defineOptions({
   checkpoint: { kind: 'string', metavar: 'FILE', help: 'weights: a dino-ts training checkpoint, an official .pth (training checkpoint or released backbone) or a safetensors state dict' },
@@ -17,9 +22,11 @@ export const BACKBONE_OPTIONS = defineOptions({
   'patch-size': { kind: 'int', min: 1, help: 'checked against the weights; for a random initialisation the patch size (default 16)' },
   resize: { kind: 'int', min: 1, max: 65536, help: 'shorter side the images are resized to (bicubic) before the centre crop (default: crop * 256/224)' },
   crop: { kind: 'int', min: 1, max: 65536, help: "side of the centre crop, the network's input (default: the backbone's image size)" },
+  device: DEVICE_OPTION,
 });
 
 interface BackboneChoice {
+  device: string;
   checkpoint?: string;
   pretrainedWeights?: string;
   checkpointKey: string;
@@ -28,9 +35,14 @@ interface BackboneChoice {
   crop?: number;
 }
 
-// The backbone the options name, in evaluation mode; `random` makes a fresh one of --arch and
-// --patch-size for the image size --crop (default 224).
+// The backbone the options name, in evaluation mode, on the --device; `random` makes a fresh one of
+// --arch and --patch-size for the image size --crop (default 224).
 export function backboneFrom(o: BackboneChoice, given: ReadonlySet<string>, random?: { seed: number }): LoadedBackbone {
+  const { device } = resolveDevice(o.device as DeviceChoice);
+  return withDevice(device, () => buildBackbone(o, given, random));
+}
+
+function buildBackbone(o: BackboneChoice, given: ReadonlySet<string>, random?: { seed: number }): LoadedBackbone {
   let backbone: LoadedBackbone;
   if (random !== undefined) {
     if (given.has('checkpoint-key')) throw new UsageError('--checkpoint-key needs a checkpoint; a random initialisation has none');

@@ -30,7 +30,7 @@ const OPTIONS = defineOptions({
 const FEATURE_FILES = { train: 'trainfeat.safetensors', val: 'testfeat.safetensors' } as const;
 
 // Options that choose or feed a model or a dataset, which --load-features replaces.
-const COMPUTE_OPTIONS = ['checkpoint', 'pretrained-weights', 'checkpoint-key', 'arch', 'patch-size', 'random-init', 'seed', 'features', 'data-path', 'train-path', 'val-path', 'batch-size', 'batch-size-per-gpu', 'num-workers', 'resize', 'crop', 'max-train', 'max-val', 'dump-features'];
+const COMPUTE_OPTIONS = ['checkpoint', 'pretrained-weights', 'checkpoint-key', 'arch', 'patch-size', 'random-init', 'seed', 'device', 'features', 'data-path', 'train-path', 'val-path', 'batch-size', 'batch-size-per-gpu', 'num-workers', 'resize', 'crop', 'max-train', 'max-val', 'dump-features'];
 
 type Options = ReturnType<typeof parseOptions<typeof OPTIONS>>['options'];
 
@@ -49,7 +49,7 @@ function featureSource(o: Options, given: Set<string>): { backbone?: LoadedBackb
   const chosen = [checkpoint !== undefined && '--checkpoint', o.randomInit && '--random-init', o.features === 'pixels' && '--features pixels'].filter(Boolean);
   if (chosen.length !== 1) throw new UsageError(chosen.length === 0 ? 'give the features: --checkpoint FILE, --random-init, --features pixels or --load-features DIR' : `${chosen.join(' and ')} exclude each other`);
   if (o.features === 'pixels') {
-    for (const name of ['arch', 'patch-size', 'checkpoint-key', 'seed']) if (given.has(name)) throw new UsageError(`--${name} needs a model; --features pixels has none`);
+    for (const name of ['arch', 'patch-size', 'checkpoint-key', 'seed', 'device']) if (given.has(name)) throw new UsageError(`--${name} needs a model; --features pixels has none`);
     const crop = o.crop ?? PIXEL_CROP;
     return { encoder: pixelEncoder, source: `raw pixels (${crop}x${crop} centre crop)`, crop };
   }
@@ -69,7 +69,7 @@ async function compute(o: Options, given: Set<string>): Promise<Computed> {
     const timings: Record<string, number> = {};
     const run = async (data: ImageDataset, what: 'train' | 'val') => {
       const start = performance.now();
-      const f = await extractFeatures(data, encoder, { ...common, onProgress: progressReporter(`${what} features`) });
+      const f = await extractFeatures(data, encoder, { ...common, onProgress: progressReporter(`${what} features`), device: backbone?.model.device });
       timings[`${what}_features_s`] = seconds(start);
       const { data: features, shape } = f.outputs[0];
       console.error(`${what} features: ${shape[0]} images, ${shape[1]} dimensions, ${timings[`${what}_features_s`].toFixed(1)} s${f.skipped.length > 0 ? ` (${f.skipped.length} unreadable, left out)` : ''}`);

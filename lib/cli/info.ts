@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { arch, availableParallelism, platform } from 'node:os';
 import { join } from 'node:path';
 import process from 'node:process';
+import { resolveDevice } from '../engine/device.ts';
 import { addon, addonPath, packageRoot } from '../engine/native.ts';
 import type { Command } from './command.ts';
 import { defineOptions, describeOptions, parseOptions } from './options.ts';
@@ -18,6 +19,8 @@ export interface InstallationInfo {
   cuda: { compiled: boolean; usable: boolean; deviceCount: number; reason: string; cublas: { loaded: boolean; path: string; reason: string } };
   // Where tensors can live: 'cpu', then 'cuda:0', 'cuda:1', ... when CUDA is usable.
   devices: string[];
+  // What --device auto picks (training and evaluation), and why.
+  autoDevice: { device: string; note: string };
   threads: { openmp: number; ompNumThreads: string | null; availableParallelism: number };
   runtime: { name: 'node' | 'deno'; version: string; platform: string; arch: string };
 }
@@ -38,6 +41,7 @@ export function installationInfo(): InstallationInfo {
       cublas: { loaded: cuda.cublasLoaded, path: cuda.cublasPath, reason: cuda.cublasReason },
     },
     devices: ['cpu', ...Array.from({ length: cuda.usable ? cuda.deviceCount : 0 }, (_, i) => `cuda:${i}`)],
+    autoDevice: resolveDevice('auto'),
     threads: { openmp: build.threads, ompNumThreads: process.env.OMP_NUM_THREADS ?? null, availableParallelism: availableParallelism() },
     runtime: deno !== undefined ? { name: 'deno', version: deno.version.deno, platform: platform(), arch: arch() } : { name: 'node', version: process.versions.node, platform: platform(), arch: arch() },
   };
@@ -59,6 +63,7 @@ function describe(info: InstallationInfo): string {
     ['CUDA', cudaLine],
     ...(cuda.compiled ? [['cuBLAS', cublas] as [string, string]] : []),
     ['devices', info.devices.join(', ')],
+    ['--device auto', info.autoDevice.note.replace(/^device: /, '')],
     ['threads', `${threads.openmp} OpenMP (${omp}); ${threads.availableParallelism} available to this process`],
     ['runtime', `${runtime.name} ${runtime.version} on ${runtime.platform} ${runtime.arch}`],
   ];
@@ -70,7 +75,8 @@ export const infoCommand: Command = {
   usage: `usage: dino info [--json]
 
 Shows the package version, the native addon (its file, version and GEMM kernel), whether CUDA was
-compiled in and, if it cannot be used, why; cuBLAS; the devices tensors can live on; the OpenMP thread
+compiled in and, if it cannot be used, why; cuBLAS; the devices tensors can live on and the one
+--device auto picks (and why); the OpenMP thread
 count (set it with OMP_NUM_THREADS) and the cores available; the JavaScript runtime.
 
 options:

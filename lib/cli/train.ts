@@ -2,7 +2,8 @@
 import process from 'node:process';
 import { availableParallelism } from 'node:os';
 import { ARCHITECTURES, DEFAULT_CONFIG, OPTIMIZERS, type DinoConfig } from '../train/trainer.ts';
-import { runTraining, type DeviceChoice, type RunResult } from '../train/run.ts';
+import type { DeviceChoice } from '../engine/device.ts';
+import { runTraining, type RunResult } from '../train/run.ts';
 import { BUNDLED_DATASET } from '../data/open.ts';
 import { camelCase, defineOptions, describeOptions, parseOptions, UsageError } from './options.ts';
 import type { Command } from './command.ts';

@@ -44,6 +44,8 @@ export interface BuildInfo {
     cublasLoaded: boolean;
     cublasPath: string;
     cublasReason: string;
+    // Whether float32 GEMMs on the GPU may use TF32 tensor cores (setAllowTF32).
+    allowTF32: boolean;
   };
 }
 
@@ -57,6 +59,8 @@ export interface Addon {
   resetPeak(device: string): void;
   buildInfo(): BuildInfo;
   setNumThreads(n: number): void;
+  // GPU float32 GEMMs on TF32 tensor cores (faster, about 3 decimal digits per product); off by default.
+  setAllowTF32(allow: boolean): void;
   opNames(): string[];
   // The image kernels (native/image) on 8-bit RGB pixels, 3 bytes each, rows packed; in place unless
   // they take an output.

@@ -88,7 +88,31 @@ export function shapeText(shape: readonly number[]): string {
 
 export interface TensorOptions {
   dtype?: DType;
+  // Default: the device of the innermost withDevice() scope, else 'cpu'.
   device?: string;
+}
+
+const deviceStack: string[] = [];
+
+// Runs fn with `device` as the default for tensors made without an explicit device, as PyTorch's
+// `with torch.device(...)`: a model built inside has its parameters and buffers there from the start.
+// Synchronous, like tidy.
+export function withDevice<T>(device: string, fn: () => T): T {
+  deviceStack.push(device);
+  try {
+    return fn();
+  } finally {
+    deviceStack.pop();
+  }
+}
+
+// x itself when it is already on `device`, else a copy there (a temporary of the current scope).
+export function toDevice(x: Tensor, device: string): Tensor {
+  return x.device === device ? x : x.to(device);
+}
+
+export function defaultDevice(): string {
+  return deviceStack.length > 0 ? deviceStack[deviceStack.length - 1] : 'cpu';
 }
 
 // A tensor from host values; `data` may be a Float32Array, a plain array, or a Uint16Array of raw
@@ -99,7 +123,7 @@ export function tensor(data: ArrayLike<number> | Float32Array | Uint16Array, sha
   if (dtype === 'float32') values = data instanceof Float32Array ? data : Float32Array.from(data as ArrayLike<number>);
   else if (data instanceof Uint16Array) values = data;
   else throw new TypeError(`a ${dtype} tensor is made from a Uint16Array of raw bits; make a float32 tensor and cast() it`);
-  return new Tensor(addon.fromArray(values, [...shape], dtype, opts.device ?? 'cpu'));
+  return new Tensor(addon.fromArray(values, [...shape], dtype, opts.device ?? defaultDevice()));
 }
 
 export function scalar(value: number, opts: TensorOptions = {}): Tensor {
@@ -107,14 +131,15 @@ export function scalar(value: number, opts: TensorOptions = {}): Tensor {
 }
 
 export function zeros(shape: readonly number[], opts: TensorOptions = {}): Tensor {
-  return new Tensor(addon.zeros([...shape], opts.dtype ?? 'float32', opts.device ?? 'cpu'));
+  return new Tensor(addon.zeros([...shape], opts.dtype ?? 'float32', opts.device ?? defaultDevice()));
 }
 
 export function full(shape: readonly number[], value: number, opts: TensorOptions = {}): Tensor {
   const n = shape.reduce((a, b) => a * b, 1);
-  const host = tensor(new Float32Array(n).fill(value), shape);
-  if ((opts.device ?? 'cpu') === 'cpu') return host;
-  const t = host.to(opts.device!);
+  const device = opts.device ?? defaultDevice();
+  const host = tensor(new Float32Array(n).fill(value), shape, { device: 'cpu' });
+  if (device === 'cpu') return host;
+  const t = host.to(device);
   host.dispose();
   return t;
 }

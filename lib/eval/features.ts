@@ -53,6 +53,8 @@ export interface ExtractOptions {
   onSkip?: (skip: SkippedImage) => void;
   // Called after each batch.
   onProgress?: (done: number, total: number) => void;
+  // Where the images are sent: the encoder's device (default cpu). The outputs come back to the host.
+  device?: string;
 }
 
 export interface FeatureArray {
@@ -92,7 +94,7 @@ export async function extractFeatures(dataset: ImageDataset, encoder: Encoder, o
   let seen = 0;
   try {
     for await (const batch of loader.epoch(0)) {
-      const values = noGrad(() => tidy(() => encoder(tensor(batch.crops[0], batch.cropShapes[0])).map((o) => ({ data: o.data(), shape: [...o.shape] }))));
+      const values = noGrad(() => tidy(() => encoder(tensor(batch.crops[0], batch.cropShapes[0], { device: options.device })).map((o) => ({ data: o.data(), shape: [...o.shape] }))));
       const n = batch.labels.length;
       if (outputs.length === 0) outputs = values.map((v) => ({ data: new Float32Array(total * (v.data.length / n)), shape: [total, ...v.shape.slice(1)] }));
       values.forEach((v, i) => outputs[i].data.set(v.data, rows * (v.data.length / n)));

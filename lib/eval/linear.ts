@@ -19,7 +19,7 @@ import { performance } from 'node:perf_hooks';
 import { noGrad, valueAndGrads } from '../autograd/tape.ts';
 import { tidy } from '../engine/scope.ts';
 import { Generator } from '../engine/random.ts';
-import { tensor, type Tensor } from '../engine/tensor.ts';
+import { tensor, toDevice, type Tensor } from '../engine/tensor.ts';
 import type { ImageDataset } from '../data/dataset.ts';
 import { DataLoader } from '../data/loader.ts';
 import { epochOrder } from '../data/sampler.ts';
@@ -230,7 +230,7 @@ export async function trainLinearProbe(model: VisionTransformer, train: ImageDat
   const started = performance.now();
   const extract = async (dataset: ImageDataset, label: string): Promise<LabelledFeatures> => {
     const encoder = linearEncoder(model, opts);
-    const f = await extractFeatures(dataset, encoder, { crop: opts.crop, resize: opts.resize, batchSize: opts.batchSize, numWorkers: opts.numWorkers, onProgress: opts.progress?.(label) });
+    const f = await extractFeatures(dataset, encoder, { crop: opts.crop, resize: opts.resize, batchSize: opts.batchSize, numWorkers: opts.numWorkers, onProgress: opts.progress?.(label), device: model.device });
     const { data, shape } = f.outputs[0];
     return { features: data, dim: shape[1], labels: f.labels };
   };
@@ -265,7 +265,8 @@ export async function trainLinearProbe(model: VisionTransformer, train: ImageDat
         }
       } else {
         for await (const batch of loader!.epoch(epoch)) {
-          losses.push(tidy(() => linearProbeStep(classifier, optimizer, linearFeatures(model, tensor(batch.crops[0], batch.cropShapes[0]), opts), batch.labels)));
+          // The backbone may be on a GPU; the classifier, a few thousand weights, stays on the host.
+          losses.push(tidy(() => linearProbeStep(classifier, optimizer, toDevice(linearFeatures(model, tensor(batch.crops[0], batch.cropShapes[0], { device: model.device }), opts), 'cpu'), batch.labels)));
         }
       }
       const record: EpochRecord = { epoch, lr: optimizer.lr, trainLoss: losses.reduce((a, b) => a + b, 0) / losses.length };

@@ -18,7 +18,7 @@ export interface DINOLossOptions {
   nepochs: number;
   studentTemp?: number;
   centerMomentum?: number;
-  // Where the centre lives: the device of the head's outputs.
+  // Where the centre lives: the device of the head's outputs (default: the current default device).
   device?: string;
 }
 
@@ -53,7 +53,7 @@ export class DINOLoss extends Module {
     }
     if (!(this.centerMomentum >= 0 && this.centerMomentum <= 1)) throw new RangeError(`DINOLoss: centerMomentum must be in [0, 1], got ${this.centerMomentum}`);
     this.teacherTemps = teacherTempSchedule(opts.warmupTeacherTemp, opts.teacherTemp, opts.warmupTeacherTempEpochs, opts.nepochs);
-    this.center = this.registerBuffer('center', zeros([1, outDim], { device: opts.device ?? 'cpu' }));
+    this.center = this.registerBuffer('center', zeros([1, outDim], { device: opts.device }));
   }
 
   // studentOutput: (ncrops * B, outDim), crop-major (the B rows of crop 0, then crop 1, ...), as the

@@ -210,6 +210,11 @@ export class VisionTransformer extends Module {
     return this.blocks.items.length;
   }
 
+  // Where the weights live; inputs must be there too.
+  get device(): string {
+    return this.clsToken.device;
+  }
+
   // img (B, C, H, W) -> tokens (B, N + 1, D) with position embeddings.
   prepareTokens(img: Tensor): Tensor {
     const [, C, H, W] = img.shape;

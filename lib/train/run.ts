@@ -10,7 +10,7 @@
 import { existsSync, mkdirSync, readdirSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import process from 'node:process';
-import { addon } from '../engine/native.ts';
+import { resolveDevice, type DeviceChoice } from '../engine/device.ts';
 import { tidy } from '../engine/scope.ts';
 import { tensor } from '../engine/tensor.ts';
 import { withFile } from '../io/file.ts';
@@ -23,9 +23,7 @@ import { loadTrainerCheckpoint, saveTrainerCheckpoint } from './checkpoint.ts';
 import { TrainingLog } from './log.ts';
 import { EpochMonitor, collapseWarning, type EpochDiagnostics } from './monitor.ts';
 import { TrainingProgress, formatDuration, type ProgressSink } from './progress.ts';
-import { DEFAULT_CONFIG, DinoTrainer, NonFiniteLossError, configToArgs, describeModel, type DinoConfig } from './trainer.ts';
-
-export type DeviceChoice = 'auto' | 'cpu' | 'cuda';
+import { DEFAULT_CONFIG, DinoTrainer, NonFiniteLossError, configToArgs, describeModel, type DinoConfig, type TrainerOptions } from './trainer.ts';
 
 // What the run needs besides the trainer's configuration. Not stored in checkpoints: a resumed run
 // may read its data from elsewhere, use other workers, and so on.
@@ -62,13 +60,6 @@ export const CHECKPOINT = 'checkpoint.safetensors';
 export const PREVIOUS_CHECKPOINT = 'checkpoint.previous.safetensors';
 const NUMBERED = /^checkpoint(\d{4,})\.safetensors$/;
 
-// The device the run uses. Training runs on the CPU in this version; CUDA is reported honestly.
-export function resolveDevice(choice: DeviceChoice): { device: 'cpu'; note?: string } {
-  const cuda = addon.buildInfo().cuda;
-  const why = !cuda.compiled ? 'this build has no CUDA support' : !cuda.usable ? cuda.reason : 'the training step has no CUDA kernels in this version';
-  if (choice === 'cuda') throw new Error(`--device cuda: ${why}`);
-  return choice === 'auto' ? { device: 'cpu', note: `device: cpu (CUDA: ${why})` } : { device: 'cpu' };
-}
 
 // The checkpoints of an output directory, newest (highest iteration) first; unreadable headers last.
 export function checkpointCandidates(dir: string): string[] {
@@ -91,11 +82,11 @@ export function checkpointCandidates(dir: string): string[] {
 }
 
 // The newest checkpoint that loads, and what was passed over on the way.
-export function loadLatestCheckpoint(dir: string): { trainer: DinoTrainer; path: string; skipped: string[] } | null {
+export function loadLatestCheckpoint(dir: string, opts: TrainerOptions = {}): { trainer: DinoTrainer; path: string; skipped: string[] } | null {
   const skipped: string[] = [];
   for (const path of checkpointCandidates(dir)) {
     try {
-      return { trainer: loadTrainerCheckpoint(path), path, skipped };
+      return { trainer: loadTrainerCheckpoint(path, opts), path, skipped };
     } catch (e) {
       // loadTrainerCheckpoint's messages name the file.
       skipped.push((e as Error).message);
@@ -121,16 +112,16 @@ function conflictingOptions(saved: DinoConfig, given: Partial<DinoConfig>): stri
 }
 
 export async function runTraining(config: Partial<DinoConfig>, run: RunOptions, out: ProgressSink = process.stdout): Promise<RunResult> {
-  const { note } = resolveDevice(run.device);
+  const { device, note } = resolveDevice(run.device);
   mkdirSync(run.outputDir, { recursive: true });
   const warnings: string[] = [];
   const say = (text: string) => out.write(`${text}\n`);
-  if (note !== undefined) say(note);
+  say(note);
 
   let trainer: DinoTrainer | null = null;
   let resumedFrom: string | undefined;
   if (run.resume) {
-    const latest = loadLatestCheckpoint(run.outputDir);
+    const latest = loadLatestCheckpoint(run.outputDir, { device });
     if (latest !== null) {
       for (const s of latest.skipped) {
         warnings.push(`passed over a damaged checkpoint: ${s}`);
@@ -173,7 +164,7 @@ export async function runTraining(config: Partial<DinoConfig>, run: RunOptions, 
   const signals = ['SIGINT', 'SIGTERM'] as const;
   try {
     if (trainer === null) {
-      trainer = new DinoTrainer(c, loader.batchesPerEpoch);
+      trainer = new DinoTrainer(c, loader.batchesPerEpoch, { device });
     } else if (trainer.itersPerEpoch !== loader.batchesPerEpoch) {
       throw new Error(`the checkpoint was made with ${trainer.itersPerEpoch} iterations per epoch, the data now gives ${loader.batchesPerEpoch}: is it the same dataset and batch size?`);
     }

@@ -5,7 +5,7 @@
 // schedules and the random generator, and serialises all of them for checkpoints.
 import { Generator, type GeneratorState } from '../engine/random.ts';
 import { tidy } from '../engine/scope.ts';
-import { shapeText, type Tensor } from '../engine/tensor.ts';
+import { shapeText, toDevice, withDevice, type Tensor } from '../engine/tensor.ts';
 import { noGrad, valueAndGrads } from '../autograd/tape.ts';
 import { DINOLoss } from '../loss/dino-loss.ts';
 import { DINOHead } from '../model/head.ts';
@@ -105,6 +105,12 @@ export function describeModel(c: DinoConfig): string {
   return `${custom}/${c.patchSize}`;
 }
 
+export interface TrainerOptions {
+  // Where the student, teacher, centre and optimizer state live and every step runs: 'cpu' (default)
+  // or 'cuda:N'. Only the logged scalars come back to the host each step.
+  device?: string;
+}
+
 export interface StepOptions {
   // The student's stochastic-depth masks; drawn from the trainer's generator when not given.
   dropPathMasks?: DropPathMasks;
@@ -194,10 +200,11 @@ export class DinoTrainer {
   readonly lrSchedule: Float64Array;
   readonly wdSchedule: Float64Array;
   readonly momentumSchedule: Float64Array;
+  readonly device: string;
   // Global iteration: the next step is this one.
   iteration = 0;
 
-  constructor(config: Partial<DinoConfig>, readonly itersPerEpoch: number) {
+  constructor(config: Partial<DinoConfig>, readonly itersPerEpoch: number, opts: TrainerOptions = {}) {
     const c: DinoConfig = { ...DEFAULT_CONFIG, ...config };
     if (!(c.arch in ARCHITECTURES)) throw new Error(`DinoTrainer: unknown arch '${c.arch}' (expected ${Object.keys(ARCHITECTURES).join(', ')})`);
     if (!Number.isInteger(itersPerEpoch) || itersPerEpoch < 1) throw new RangeError(`DinoTrainer: itersPerEpoch must be a positive integer, got ${itersPerEpoch}`);
@@ -205,9 +212,11 @@ export class DinoTrainer {
     if (!(OPTIMIZERS as readonly string[]).includes(c.optimizer)) throw new Error(`DinoTrainer: optimizer '${c.optimizer}' is not implemented (available: ${OPTIMIZERS.join(', ')})`);
     if (!(c.clipGrad >= 0)) throw new RangeError(`DinoTrainer: clipGrad must be >= 0 (0 turns clipping off), got ${c.clipGrad}`);
     this.config = c;
+    this.device = opts.device ?? 'cpu';
     this.generator = new Generator(c.seed);
-    this.student = buildModel(c, c.dropPathRate, this.generator);
-    this.teacher = buildModel(c, 0, undefined);
+    // The initial values are drawn on the host from the generator, so they do not depend on the device.
+    this.student = withDevice(this.device, () => buildModel(c, c.dropPathRate, this.generator));
+    this.teacher = withDevice(this.device, () => buildModel(c, 0, undefined));
     // The teacher starts as the student and is never trained: only the EMA moves it.
     this.teacher.loadStateDict(this.student.stateDict());
     this.loss = new DINOLoss({
@@ -217,6 +226,7 @@ export class DinoTrainer {
       teacherTemp: c.teacherTemp,
       warmupTeacherTempEpochs: c.warmupTeacherTempEpochs,
       nepochs: c.epochs,
+      device: this.device,
     });
     this.optimizer = new AdamW(getParamsGroups(this.student.namedTrainableParameters()));
     // The linear scaling rule of the official code, for one process.
@@ -246,13 +256,15 @@ export class DinoTrainer {
     if (bad !== undefined) throw new Error(`DinoTrainer: every crop must be (B, C, H, W) with B = ${batch}, got ${shapeText(bad.shape)}`);
     const epoch = this.epoch;
     const result = tidy(() => {
+      // Batches come from the loader in host memory; each crop is one upload through pinned staging.
+      const views = crops.map((x) => toDevice(x, this.device));
       setSchedules(this.optimizer, this.lrSchedule[it], this.wdSchedule[it]);
-      const teacherOutput = noGrad(() => this.teacher.forward(crops.slice(0, 2)));
+      const teacherOutput = noGrad(() => this.teacher.forward(views.slice(0, 2)));
       const params = this.student.namedTrainableParameters();
       const masks = opts.dropPathMasks ?? sampleDropPathMasks(this.generator);
       let teacherEntropy = NaN;
       const { value, grads } = valueAndGrads(() => {
-        const studentOutput = this.student.forward(crops, { dropPathMasks: masks });
+        const studentOutput = this.student.forward(views, { dropPathMasks: masks });
         opts.onOutputs?.(teacherOutput, studentOutput);
         const d = this.loss.forwardWithDiagnostics(studentOutput, teacherOutput, epoch);
         teacherEntropy = d.teacherEntropy.item();
@@ -291,11 +303,12 @@ export class DinoTrainer {
 
   // A trainer continuing from a saved state: the same configuration, weights, optimizer moments,
   // centre, iteration and random stream, so it draws and computes what an uninterrupted run would.
-  // The state may come from a file: every field is checked, and errors say which.
-  static restore(tensors: ReadonlyMap<string, Tensor>, meta: CheckpointMeta): DinoTrainer {
+  // The state may come from a file: every field is checked, and errors say which. The device is the
+  // caller's choice: a run saved on one device resumes on another.
+  static restore(tensors: ReadonlyMap<string, Tensor>, meta: CheckpointMeta, opts: TrainerOptions = {}): DinoTrainer {
     const { iteration, iters_per_epoch: itersPerEpoch, args, rng } = meta;
     if (!Number.isSafeInteger(itersPerEpoch) || !Number.isSafeInteger(iteration)) throw new Error('the checkpoint has no iteration and iters_per_epoch: it was not written by a trainer');
-    const t = new DinoTrainer(argsToConfig(args), itersPerEpoch as number);
+    const t = new DinoTrainer(argsToConfig(args), itersPerEpoch as number, opts);
     try {
       if ((iteration as number) < 0 || (iteration as number) > t.totalIterations) {
         throw new Error(`checkpoint iteration ${iteration} is outside this run's 0..${t.totalIterations}`);

@@ -72,7 +72,7 @@ export function attentionMaps(model: VisionTransformer, input: NetworkInput): At
   const p = model.patchSize;
   const values = noGrad(() =>
     tidy(() => {
-      const attn = model.getLastSelfAttention(tensor(input.pixels, [1, 3, height, width]));
+      const attn = model.getLastSelfAttention(tensor(input.pixels, [1, 3, height, width], { device: model.device }));
       return ops.slice(ops.slice(attn, 2, 0, 1), 3, 1).data();
     }),
   );

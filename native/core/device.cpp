@@ -2,6 +2,7 @@
 // native/cuda when it was compiled in, and is an kUnsupported error naming the reason when not.
 #include "dino/device.h"
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 
@@ -23,7 +24,12 @@ Status cuda_not_built(Device d) {
 }
 #endif
 
+std::atomic<bool> g_allow_tf32{false};
+
 }  // namespace
+
+void set_allow_tf32(bool allow) { g_allow_tf32.store(allow, std::memory_order_relaxed); }
+bool allow_tf32() { return g_allow_tf32.load(std::memory_order_relaxed); }
 
 Status device_malloc(Device device, size_t bytes, void** out) {
   if (device.type == DeviceType::kCPU) {

@@ -26,6 +26,12 @@ struct CudaStatus {
   std::string cublas_path;    // the library that was loaded
   std::string cublas_reason;  // why it was not
 };
+// Whether float32 GEMMs on a GPU may use TF32 tensor cores (10-bit mantissa products, float32 sums),
+// as torch.backends.cuda.matmul.allow_tf32. Off by default, so results match the CPU's to float32
+// rounding; the CPU ignores it.
+void set_allow_tf32(bool allow);
+bool allow_tf32();
+
 // Probes once (cheap after the first call). Never fails: the answer says what is missing.
 CudaStatus cuda_status();
 

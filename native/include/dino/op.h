@@ -85,6 +85,16 @@ int64_t prod(const Shape& s, size_t begin, size_t end);
 
 }  // namespace dino
 
+// An op's CUDA branch: `if (on_cuda) DINO_CUDA_LAUNCH(cuda::gelu_forward(ctx.device.index, ...));`
+// runs the launcher (native/cuda/<family>.h) and returns its error; in a build without CUDA no CUDA
+// tensor can exist, so the branch is unreachable and only has to compile (the launcher is never named).
+#ifdef DINO_WITH_CUDA
+#define DINO_CUDA_LAUNCH(expr) DINO_RETURN_IF_ERROR(expr)
+#else
+#define DINO_CUDA_LAUNCH(expr) \
+  return ::dino::Status(::dino::Code::kUnsupported, "this addon was built without CUDA")
+#endif
+
 #define DINO_CONCAT_INNER(a, b) a##b
 #define DINO_CONCAT(a, b) DINO_CONCAT_INNER(a, b)
 // DINO_REGISTER_OP("layer_norm", layer_norm_op, "x", "weight", "bias");  (then the input names)
