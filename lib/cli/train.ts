@@ -43,7 +43,7 @@ export const TRAIN_OPTIONS = defineOptions({
   seed: { kind: 'int', min: 0, default: D.seed, help: 'random seed (initialisation, data order, augmentation, stochastic depth)' },
   'num-workers': { kind: 'int', min: 1, default: Math.min(10, availableParallelism()), help: 'data loading threads (the official 10, or fewer on a machine with fewer cores)' },
   'use-fp16': { kind: 'boolean', default: false, help: 'accepted for the official command lines; training is float32 (true is refused)' },
-  device: { kind: 'string', choices: ['auto', 'cpu', 'cuda'], default: 'auto', help: 'where to train' },
+  device: { kind: 'string', choices: ['auto', 'cpu', 'cuda'], default: 'auto', help: 'where to train: auto takes the GPU when CUDA and cuBLAS are usable, else the CPU (dino info says which and why)' },
   resume: { kind: 'boolean', default: false, help: 'continue the run in --output-dir from its newest intact checkpoint' },
   // Beyond the official arguments.
   'embed-dim': { kind: 'int', min: 1, help: 'a custom ViT width instead of --arch (with --depth and --num-heads)' },

@@ -195,6 +195,7 @@ const char* resolve(void* blas, void* lt, CublasApi* api) {
   DINO_RESOLVE(blas, cublasGemmEx, true)
   DINO_RESOLVE(blas, cublasGemmStridedBatchedEx, true)
   DINO_RESOLVE(blas, cublasGetStatusString, false)
+  DINO_RESOLVE(blas, cublasSscal_v2, true)
   DINO_RESOLVE(lt, cublasLtCreate, true)
   DINO_RESOLVE(lt, cublasLtDestroy, true)
   DINO_RESOLVE(lt, cublasLtMatmul, true)

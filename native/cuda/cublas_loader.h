@@ -156,6 +156,8 @@ struct CublasApi {
       cudaDataType_t Ctype, int ldc, long long strideC, int batchCount,
       cublasComputeType_t computeType, cublasGemmAlgo_t algo);
   const char* (*cublasGetStatusString)(cublasStatus_t status);  // optional
+  // x[i * incx] *= alpha for i in [0, n): C = beta * C where a GEMM has nothing to multiply (K == 0).
+  cublasStatus_t (*cublasSscal_v2)(cublasHandle_t handle, int n, const float* alpha, float* x, int incx);
 
   cublasStatus_t (*cublasLtCreate)(cublasLtHandle_t* handle);
   cublasStatus_t (*cublasLtDestroy)(cublasLtHandle_t handle);

@@ -2,6 +2,7 @@
 #include <cmath>
 
 #include "../cpu/attention.h"
+#include "../cuda/attention.h"
 #include "dino/op.h"
 
 namespace dino {
@@ -47,10 +48,20 @@ Status attention_op(OpContext& ctx) {
   DINO_RETURN_IF_ERROR(new_output(ctx, {d.B, d.T, d.H * d.hd}, &out));
   DINO_RETURN_IF_ERROR(new_output(ctx, {d.B, d.H, d.T}, &lse));
   if (return_probs) DINO_RETURN_IF_ERROR(new_output(ctx, {d.B, d.H, d.T, d.T}, &probs));
-  else DINO_RETURN_IF_ERROR(new_output(ctx, {cpu::attention_forward_scratch(d.B, d.T)}, &scratch));
-  if (ctx.device.type != DeviceType::kCPU) return no_kernel(ctx);
-  cpu::attention_forward(out.f32(), lse.f32(), return_probs ? probs.f32() : nullptr, qkv.f32(),
-                         return_probs ? nullptr : scratch.f32(), d.B, d.T, d.H, d.hd, d.scale);
+  const bool on_cuda = ctx.device.type == DeviceType::kCUDA;
+  if (!on_cuda && ctx.device.type != DeviceType::kCPU) return no_kernel(ctx);
+  if (on_cuda) {
+    // The GPU gathers q, k, v by head even when the scores go to probs, so it always needs scratch.
+    DINO_RETURN_IF_ERROR(
+        new_output(ctx, {cuda::attention_forward_scratch(d.B, d.T, d.H, d.hd, return_probs)}, &scratch));
+    DINO_CUDA_LAUNCH(cuda::attention_forward(ctx.device.index, out.f32(), lse.f32(),
+                                             return_probs ? probs.f32() : nullptr, qkv.f32(), scratch.f32(), d.B,
+                                             d.T, d.H, d.hd, d.scale));
+  } else {
+    if (!return_probs) DINO_RETURN_IF_ERROR(new_output(ctx, {cpu::attention_forward_scratch(d.B, d.T)}, &scratch));
+    cpu::attention_forward(out.f32(), lse.f32(), return_probs ? probs.f32() : nullptr, qkv.f32(),
+                           return_probs ? nullptr : scratch.f32(), d.B, d.T, d.H, d.hd, d.scale);
+  }
   ctx.outputs.push_back(std::move(out));
   ctx.outputs.push_back(std::move(lse));
   if (return_probs) ctx.outputs.push_back(std::move(probs));
@@ -71,10 +82,18 @@ Status attention_backward_op(OpContext& ctx) {
   DINO_RETURN_IF_ERROR(expect_shape(lse, {d.B, d.H, d.T}, "lse"));
   Tensor dqkv, scratch;
   DINO_RETURN_IF_ERROR(new_output(ctx, qkv.shape, &dqkv));
-  DINO_RETURN_IF_ERROR(new_output(ctx, {cpu::attention_backward_scratch(d.B, d.T)}, &scratch));
-  if (ctx.device.type != DeviceType::kCPU) return no_kernel(ctx);
-  cpu::attention_backward(dqkv.f32(), dout.f32(), qkv.f32(), out.f32(), lse.f32(), scratch.f32(), d.B, d.T, d.H,
-                          d.hd, d.scale);
+  const bool on_cuda = ctx.device.type == DeviceType::kCUDA;
+  if (!on_cuda && ctx.device.type != DeviceType::kCPU) return no_kernel(ctx);
+  DINO_RETURN_IF_ERROR(new_output(ctx,
+                                  {on_cuda ? cuda::attention_backward_scratch(d.B, d.T, d.H, d.hd)
+                                        : cpu::attention_backward_scratch(d.B, d.T)},
+                                  &scratch));
+  if (on_cuda)
+    DINO_CUDA_LAUNCH(cuda::attention_backward(ctx.device.index, dqkv.f32(), dout.f32(), qkv.f32(), out.f32(),
+                                              lse.f32(), scratch.f32(), d.B, d.T, d.H, d.hd, d.scale));
+  else
+    cpu::attention_backward(dqkv.f32(), dout.f32(), qkv.f32(), out.f32(), lse.f32(), scratch.f32(), d.B, d.T, d.H,
+                            d.hd, d.scale);
   ctx.outputs.push_back(std::move(dqkv));
   return Status::OK();
 }

@@ -2,6 +2,7 @@
 // head's optional normalisation), forward and backward. The forward pass in training also updates the
 // running statistics and the batch counter in place, as the PyTorch module does.
 #include "../cpu/batchnorm.h"
+#include "../cuda/batchnorm.h"
 #include "dino/op.h"
 
 namespace dino {
@@ -58,8 +59,19 @@ Status batch_norm_op(OpContext& ctx) {
   DINO_RETURN_IF_ERROR(new_output(ctx, x.shape, &y));
   DINO_RETURN_IF_ERROR(new_output(ctx, {C}, &mean));
   DINO_RETURN_IF_ERROR(new_output(ctx, {C}, &rstd));
-  if (ctx.device.type != DeviceType::kCPU) return no_kernel(ctx);
-  if (training) {
+  if (ctx.device.type == DeviceType::kCUDA) {
+    if (training) {
+      Tensor lo;  // what the float mean lost, per column, for the normalising pass
+      DINO_RETURN_IF_ERROR(new_output(ctx, {C}, &lo));
+      DINO_CUDA_LAUNCH(cuda::batchnorm_forward_train(ctx.device.index, y.f32(), mean.f32(), rstd.f32(),
+                                                     running_mean.f32(), running_var.f32(), count.f32(), lo.f32(),
+                                                     x.f32(), weight.f32(), bias.f32(), N, C, eps, momentum));
+    } else {
+      DINO_CUDA_LAUNCH(cuda::batchnorm_forward_eval(ctx.device.index, y.f32(), mean.f32(), rstd.f32(), x.f32(),
+                                                    weight.f32(), bias.f32(), running_mean.f32(), running_var.f32(),
+                                                    N, C, eps));
+    }
+  } else if (training) {
     cpu::batchnorm_forward_train(y.f32(), mean.f32(), rstd.f32(), running_mean.f32(), running_var.f32(), x.f32(),
                                  weight.f32(), bias.f32(), N, C, eps, momentum);
     count.f32()[0] += 1.0f;
@@ -88,9 +100,16 @@ Status batch_norm_backward_op(OpContext& ctx) {
   DINO_RETURN_IF_ERROR(new_output(ctx, x.shape, &dx));
   DINO_RETURN_IF_ERROR(new_output(ctx, {C}, &dweight));
   DINO_RETURN_IF_ERROR(new_output(ctx, {C}, &dbias));
-  if (ctx.device.type != DeviceType::kCPU) return no_kernel(ctx);
-  cpu::batchnorm_backward(dx.f32(), dweight.f32(), dbias.f32(), dy.f32(), x.f32(), weight.f32(), mean.f32(),
-                          rstd.f32(), N, C, training);
+  if (ctx.device.type == DeviceType::kCUDA) {
+    Tensor scratch;
+    DINO_RETURN_IF_ERROR(new_output(ctx, {cuda::batchnorm_backward_scratch(C)}, &scratch));
+    DINO_CUDA_LAUNCH(cuda::batchnorm_backward(ctx.device.index, dx.f32(), dweight.f32(), dbias.f32(), scratch.f32(),
+                                              dy.f32(), x.f32(), weight.f32(), mean.f32(), rstd.f32(), N, C,
+                                              training));
+  } else {
+    cpu::batchnorm_backward(dx.f32(), dweight.f32(), dbias.f32(), dy.f32(), x.f32(), weight.f32(), mean.f32(),
+                            rstd.f32(), N, C, training);
+  }
   ctx.outputs = {std::move(dx), std::move(dweight), std::move(dbias)};
   return Status::OK();
 }

@@ -2,6 +2,8 @@
 #include <algorithm>
 
 #include "../cpu/elementwise.h"
+#include "../cuda/elementwise.h"
+#include "dino/device.h"
 #include "dino/op.h"
 
 namespace dino {
@@ -22,6 +24,17 @@ Status broadcast_shapes(const Shape& a, const Shape& b, Shape* out) {
   return Status::OK();
 }
 
+// The GPU's name for a binary op (the CUDA header is plain C++ but keeps its own enum).
+constexpr cuda::BinaryOp cuda_op(cpu::BinaryOp op) {
+  switch (op) {
+    case cpu::BinaryOp::kAdd: return cuda::BinaryOp::kAdd;
+    case cpu::BinaryOp::kSub: return cuda::BinaryOp::kSub;
+    case cpu::BinaryOp::kMul: return cuda::BinaryOp::kMul;
+    case cpu::BinaryOp::kDiv: return cuda::BinaryOp::kDiv;
+  }
+  return cuda::BinaryOp::kAdd;
+}
+
 // Strides reading `in` as if it had shape `out` (0 along broadcast dimensions).
 Shape broadcast_strides(const Shape& in, const Shape& out) {
   Shape st(out.size(), 0);
@@ -40,9 +53,11 @@ Status binary_op(OpContext& ctx) {
   DINO_RETURN_IF_ERROR(broadcast_shapes(a.shape, b.shape, &shape));
   Tensor out;
   DINO_RETURN_IF_ERROR(new_output(ctx, shape, &out));
-  if (ctx.device.type != DeviceType::kCPU) return no_kernel(ctx);
-  cpu::binary_forward(kind, out.f32(), a.f32(), b.f32(), shape, broadcast_strides(a.shape, shape),
-                      broadcast_strides(b.shape, shape));
+  const Shape sa = broadcast_strides(a.shape, shape), sb = broadcast_strides(b.shape, shape);
+  if (ctx.device.type == DeviceType::kCUDA)
+    DINO_CUDA_LAUNCH(cuda::binary_forward(ctx.device.index, cuda_op(kind), out.f32(), a.f32(), b.f32(), shape, sa, sb));
+  else
+    cpu::binary_forward(kind, out.f32(), a.f32(), b.f32(), shape, sa, sb);
   ctx.outputs.push_back(std::move(out));
   return Status::OK();
 }
@@ -57,8 +72,11 @@ Status broadcast_to_op(OpContext& ctx) {
   DINO_CHECK(check == shape, kShapeMismatch, "cannot broadcast ", shape_str(x.shape), " to ", shape_str(shape));
   Tensor out;
   DINO_RETURN_IF_ERROR(new_output(ctx, shape, &out));
-  if (ctx.device.type != DeviceType::kCPU) return no_kernel(ctx);
-  cpu::broadcast_copy(out.f32(), x.f32(), shape, broadcast_strides(x.shape, shape));
+  const Shape sx = broadcast_strides(x.shape, shape);
+  if (ctx.device.type == DeviceType::kCUDA)
+    DINO_CUDA_LAUNCH(cuda::broadcast_copy(ctx.device.index, out.f32(), x.f32(), shape, sx));
+  else
+    cpu::broadcast_copy(out.f32(), x.f32(), shape, sx);
   ctx.outputs.push_back(std::move(out));
   return Status::OK();
 }
@@ -72,8 +90,11 @@ Status affine_op(OpContext& ctx) {
   DINO_RETURN_IF_ERROR(ctx.attrs.get_double("beta", &beta, 0.0));
   Tensor out;
   DINO_RETURN_IF_ERROR(new_output(ctx, x.shape, &out));
-  if (ctx.device.type != DeviceType::kCPU) return no_kernel(ctx);
-  cpu::affine_forward(out.f32(), x.f32(), x.numel(), static_cast<float>(alpha), static_cast<float>(beta));
+  if (ctx.device.type == DeviceType::kCUDA)
+    DINO_CUDA_LAUNCH(cuda::affine_forward(ctx.device.index, out.f32(), x.f32(), x.numel(), static_cast<float>(alpha),
+                                          static_cast<float>(beta)));
+  else
+    cpu::affine_forward(out.f32(), x.f32(), x.numel(), static_cast<float>(alpha), static_cast<float>(beta));
   ctx.outputs.push_back(std::move(out));
   return Status::OK();
 }
@@ -95,7 +116,7 @@ Status reduce_op(OpContext& ctx) {
     DINO_CHECK(!reduce[ax], kInvalidArgument, "axis ", a, " is listed twice");
     reduce[ax] = true;
   }
-  if (ctx.device.type != DeviceType::kCPU) return no_kernel(ctx);
+  const bool on_cuda = ctx.device.type == DeviceType::kCUDA;
   Tensor cur = x;
   Shape kept_shape = x.shape;  // the keepdim shape, updated as axes are reduced
   int64_t count = 1;
@@ -111,17 +132,33 @@ Status reduce_op(OpContext& ctx) {
     for (int64_t k = d; k < e; ++k) kept_shape[k] = 1;
     Tensor next;
     DINO_RETURN_IF_ERROR(new_output(ctx, kept_shape, &next));
-    cpu::sum_axis_forward(next.f32(), cur.f32(), outer, R, inner, 1.0f);
+    if (on_cuda) {
+      // The GPU splits long reductions with few outputs into chunks; their partial sums need scratch.
+      const int64_t scratch_bytes = cuda::sum_axis_scratch_bytes(outer, R, inner);
+      Tensor scratch;
+      if (scratch_bytes > 0)
+        DINO_RETURN_IF_ERROR(new_output(ctx, {(scratch_bytes + 3) / 4}, &scratch));
+      DINO_CUDA_LAUNCH(cuda::sum_axis_forward(ctx.device.index, next.f32(), cur.f32(), outer, R, inner, 1.0f,
+                                              scratch.defined() ? scratch.raw() : nullptr));
+    } else {
+      cpu::sum_axis_forward(next.f32(), cur.f32(), outer, R, inner, 1.0f);
+    }
     cur = std::move(next);
     d = e;
   }
   if (cur.storage == x.storage) {  // nothing reduced (a rank-0 input or no axes on rank 0): copy
     Tensor c;
     DINO_RETURN_IF_ERROR(new_output(ctx, x.shape, &c));
-    cpu::affine_forward(c.f32(), x.f32(), x.numel(), 1.0f, 0.0f);
+    if (on_cuda) DINO_CUDA_LAUNCH(cuda::affine_forward(ctx.device.index, c.f32(), x.f32(), x.numel(), 1.0f, 0.0f));
+    else cpu::affine_forward(c.f32(), x.f32(), x.numel(), 1.0f, 0.0f);
     cur = std::move(c);
   }
-  if (kMean && count != 1) cpu::affine_forward(cur.f32(), cur.f32(), cur.numel(), 1.0f / count, 0.0f);
+  if (kMean && count != 1) {
+    if (on_cuda)
+      DINO_CUDA_LAUNCH(cuda::affine_forward(ctx.device.index, cur.f32(), cur.f32(), cur.numel(), 1.0f / count, 0.0f));
+    else
+      cpu::affine_forward(cur.f32(), cur.f32(), cur.numel(), 1.0f / count, 0.0f);
+  }
   Shape out_shape;
   for (int64_t d = 0; d < x.dim(); ++d)
     if (!reduce[d] || keepdim) out_shape.push_back(kept_shape[d]);
@@ -168,15 +205,22 @@ Status cast_op(OpContext& ctx) {
              dtype_name(x.dtype), " to ", dtype_name(to), ": go through float32");
   Tensor out;
   DINO_RETURN_IF_ERROR(empty(x.shape, to, ctx.device, &out));
-  if (ctx.device.type != DeviceType::kCPU) return no_kernel(ctx);
   const int64_t n = x.numel();
   auto* o16 = static_cast<uint16_t*>(out.raw());
   const auto* x16 = static_cast<const uint16_t*>(x.raw());
-  if (x.dtype == to) std::copy_n(static_cast<const char*>(x.raw()), x.nbytes(), static_cast<char*>(out.raw()));
-  else if (to == DType::kBF16) cpu::f32_to_bf16(o16, x.f32(), n);
-  else if (to == DType::kF16) cpu::f32_to_f16(o16, x.f32(), n);
-  else if (x.dtype == DType::kBF16) cpu::bf16_to_f32(out.f32(), x16, n);
-  else cpu::f16_to_f32(out.f32(), x16, n);
+  if (x.dtype == to) {
+    DINO_RETURN_IF_ERROR(copy_bytes(out.raw(), ctx.device, x.raw(), ctx.device, x.nbytes()));
+  } else if (ctx.device.type == DeviceType::kCUDA) {
+    if (to == DType::kBF16) DINO_CUDA_LAUNCH(cuda::f32_to_bf16(ctx.device.index, o16, x.f32(), n));
+    else if (to == DType::kF16) DINO_CUDA_LAUNCH(cuda::f32_to_f16(ctx.device.index, o16, x.f32(), n));
+    else if (x.dtype == DType::kBF16) DINO_CUDA_LAUNCH(cuda::bf16_to_f32(ctx.device.index, out.f32(), x16, n));
+    else DINO_CUDA_LAUNCH(cuda::f16_to_f32(ctx.device.index, out.f32(), x16, n));
+  } else {
+    if (to == DType::kBF16) cpu::f32_to_bf16(o16, x.f32(), n);
+    else if (to == DType::kF16) cpu::f32_to_f16(o16, x.f32(), n);
+    else if (x.dtype == DType::kBF16) cpu::bf16_to_f32(out.f32(), x16, n);
+    else cpu::f16_to_f32(out.f32(), x16, n);
+  }
   ctx.outputs.push_back(std::move(out));
   return Status::OK();
 }

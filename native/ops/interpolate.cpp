@@ -2,6 +2,7 @@
 #include <cmath>
 
 #include "../cpu/interpolate.h"
+#include "../cuda/interpolate.h"
 #include "dino/op.h"
 
 namespace dino {
@@ -53,9 +54,10 @@ Status bicubic_interpolate_op(OpContext& ctx) {
   DINO_RETURN_IF_ERROR(out_size(ctx.attrs, "outW", W, sw, &ow));
   Tensor y, scratch;
   DINO_RETURN_IF_ERROR(new_output(ctx, {x.size(0), x.size(1), oh, ow}, &y));
-  if (ctx.device.type != DeviceType::kCPU) return no_kernel(ctx);
   const int64_t planes = x.size(0) * x.size(1);
-  if (planes > 0) {
+  if (ctx.device.type == DeviceType::kCUDA) {
+    DINO_CUDA_LAUNCH(cuda::bicubic_forward(ctx.device.index, y.f32(), x.f32(), planes, H, W, oh, ow, sh, sw));
+  } else if (planes > 0) {
     DINO_RETURN_IF_ERROR(new_output(ctx, {cpu::bicubic_scratch(H, ow)}, &scratch));
     cpu::bicubic_forward(y.f32(), x.f32(), scratch.f32(), planes, H, W, oh, ow, sh, sw);
   }
@@ -79,9 +81,11 @@ Status bicubic_interpolate_backward_op(OpContext& ctx) {
   DINO_RETURN_IF_ERROR(get_scales(ctx.attrs, &sh, &sw));
   Tensor dx, scratch;
   DINO_RETURN_IF_ERROR(new_output(ctx, {dy.size(0), dy.size(1), H, W}, &dx));
-  if (ctx.device.type != DeviceType::kCPU) return no_kernel(ctx);
   const int64_t planes = dy.size(0) * dy.size(1);
-  if (planes > 0) {
+  if (ctx.device.type == DeviceType::kCUDA) {
+    DINO_CUDA_LAUNCH(cuda::bicubic_backward(ctx.device.index, dx.f32(), dy.f32(), planes, H, W, dy.size(2),
+                                            dy.size(3), sh, sw));
+  } else if (planes > 0) {
     DINO_RETURN_IF_ERROR(new_output(ctx, {cpu::bicubic_scratch(H, dy.size(3))}, &scratch));
     cpu::bicubic_backward(dx.f32(), dy.f32(), scratch.f32(), planes, H, W, dy.size(2), dy.size(3), sh, sw);
   }

@@ -1,6 +1,7 @@
 // L2 normalisation along the last axis, as torch.nn.functional.normalize(x, p=2, dim=-1, eps): the
 // DINO head's bottleneck features and the evaluation features.
 #include "../cpu/l2norm.h"
+#include "../cuda/l2norm.h"
 #include "dino/op.h"
 
 namespace dino {
@@ -26,8 +27,10 @@ Status l2_normalize_op(OpContext& ctx) {
   Tensor y, norm;
   DINO_RETURN_IF_ERROR(new_output(ctx, x.shape, &y));
   DINO_RETURN_IF_ERROR(new_output(ctx, {rows}, &norm));
-  if (ctx.device.type != DeviceType::kCPU) return no_kernel(ctx);
-  cpu::l2_normalize_forward(y.f32(), norm.f32(), x.f32(), rows, C, eps);
+  if (ctx.device.type == DeviceType::kCUDA)
+    DINO_CUDA_LAUNCH(cuda::l2_normalize_forward(ctx.device.index, y.f32(), norm.f32(), x.f32(), rows, C, eps));
+  else
+    cpu::l2_normalize_forward(y.f32(), norm.f32(), x.f32(), rows, C, eps);
   ctx.outputs = {std::move(y), std::move(norm)};
   return Status::OK();
 }
@@ -47,8 +50,11 @@ Status l2_normalize_backward_op(OpContext& ctx) {
   DINO_RETURN_IF_ERROR(get_eps(ctx, &eps));
   Tensor dx;
   DINO_RETURN_IF_ERROR(new_output(ctx, x.shape, &dx));
-  if (ctx.device.type != DeviceType::kCPU) return no_kernel(ctx);
-  cpu::l2_normalize_backward(dx.f32(), dy.f32(), x.f32(), norm.f32(), rows, C, eps);
+  if (ctx.device.type == DeviceType::kCUDA)
+    DINO_CUDA_LAUNCH(cuda::l2_normalize_backward(ctx.device.index, dx.f32(), dy.f32(), x.f32(), norm.f32(), rows, C,
+                                                 eps));
+  else
+    cpu::l2_normalize_backward(dx.f32(), dy.f32(), x.f32(), norm.f32(), rows, C, eps);
   ctx.outputs.push_back(std::move(dx));
   return Status::OK();
 }

@@ -1,5 +1,6 @@
 // Layer normalisation over the last axis (the ViT's LayerNorm; DINO uses eps 1e-6), forward and backward.
 #include "../cpu/layernorm.h"
+#include "../cuda/layernorm.h"
 #include "dino/op.h"
 
 namespace dino {
@@ -30,9 +31,12 @@ Status layer_norm_op(OpContext& ctx) {
   DINO_RETURN_IF_ERROR(new_output(ctx, x.shape, &y));
   DINO_RETURN_IF_ERROR(new_output(ctx, {rows}, &mean));
   DINO_RETURN_IF_ERROR(new_output(ctx, {rows}, &rstd));
-  if (ctx.device.type != DeviceType::kCPU) return no_kernel(ctx);
-  cpu::layernorm_forward(y.f32(), mean.f32(), rstd.f32(), x.f32(), weight.f32(), bias.f32(), rows, C,
-                         static_cast<float>(eps));
+  if (ctx.device.type == DeviceType::kCUDA)
+    DINO_CUDA_LAUNCH(cuda::layernorm_forward(ctx.device.index, y.f32(), mean.f32(), rstd.f32(), x.f32(),
+                                             weight.f32(), bias.f32(), rows, C, static_cast<float>(eps)));
+  else
+    cpu::layernorm_forward(y.f32(), mean.f32(), rstd.f32(), x.f32(), weight.f32(), bias.f32(), rows, C,
+                           static_cast<float>(eps));
   ctx.outputs = {std::move(y), std::move(mean), std::move(rstd)};
   return Status::OK();
 }
@@ -57,9 +61,17 @@ Status layer_norm_backward_op(OpContext& ctx) {
   DINO_RETURN_IF_ERROR(new_output(ctx, x.shape, &dx));
   DINO_RETURN_IF_ERROR(new_output(ctx, {C}, &dweight));
   DINO_RETURN_IF_ERROR(new_output(ctx, {C}, &dbias));
-  if (ctx.device.type != DeviceType::kCPU) return no_kernel(ctx);
-  cpu::layernorm_backward(dx.f32(), dweight.f32(), dbias.f32(), dy.f32(), x.f32(), weight.f32(), mean.f32(),
-                          rstd.f32(), rows, C);
+  if (ctx.device.type == DeviceType::kCUDA) {
+    // Room for the partial sums of the deterministic dweight / dbias reduction.
+    Tensor scratch;
+    DINO_RETURN_IF_ERROR(new_output(ctx, {cuda::layernorm_backward_scratch(rows, C)}, &scratch));
+    DINO_CUDA_LAUNCH(cuda::layernorm_backward(ctx.device.index, dx.f32(), dweight.f32(), dbias.f32(), dy.f32(),
+                                              x.f32(), weight.f32(), mean.f32(), rstd.f32(), rows, C,
+                                              scratch.f32()));
+  } else {
+    cpu::layernorm_backward(dx.f32(), dweight.f32(), dbias.f32(), dy.f32(), x.f32(), weight.f32(), mean.f32(),
+                            rstd.f32(), rows, C);
+  }
   ctx.outputs = {std::move(dx), std::move(dweight), std::move(dbias)};
   return Status::OK();
 }

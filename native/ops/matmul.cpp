@@ -1,4 +1,5 @@
 // Batched matrix multiply with transposes: the ViT's linear layers and attention products.
+#include "../cuda/gemm.h"
 #include "dino/gemm.h"
 #include "dino/op.h"
 
@@ -29,14 +30,24 @@ Status matmul_op(OpContext& ctx) {
   shape.push_back(N);
   Tensor c;
   DINO_RETURN_IF_ERROR(new_output(ctx, shape, &c));
-  if (ctx.device.type != DeviceType::kCPU) return no_kernel(ctx);
+  const bool on_cuda = ctx.device.type == DeviceType::kCUDA;
+  if (!on_cuda && ctx.device.type != DeviceType::kCPU) return no_kernel(ctx);
   if (bb.empty() && !ta) {
     // A shared weight under batched rows (a linear layer): the batch folds into the rows, one GEMM
     // that packs the weight once instead of once per batch entry.
-    cpu::sgemm_batched(false, tb, batch * M, N, Ka, 1.0f, a.f32(), Ka, 0, b.f32(), b.size(-1), 0, 0.0f, c.f32(), N, 0, 1);
+    if (on_cuda)
+      DINO_CUDA_LAUNCH(cuda::sgemm_batched(ctx.device.index, false, tb, batch * M, N, Ka, 1.0f, a.f32(), Ka, 0,
+                                           b.f32(), b.size(-1), 0, 0.0f, c.f32(), N, 0, 1));
+    else
+      cpu::sgemm_batched(false, tb, batch * M, N, Ka, 1.0f, a.f32(), Ka, 0, b.f32(), b.size(-1), 0, 0.0f, c.f32(), N, 0, 1);
   } else {
-    cpu::sgemm_batched(ta, tb, M, N, Ka, 1.0f, a.f32(), a.size(-1), ba.empty() ? 0 : M * Ka, b.f32(), b.size(-1),
-                       bb.empty() ? 0 : Ka * N, 0.0f, c.f32(), N, M * N, batch);
+    if (on_cuda)
+      DINO_CUDA_LAUNCH(cuda::sgemm_batched(ctx.device.index, ta, tb, M, N, Ka, 1.0f, a.f32(), a.size(-1),
+                                           ba.empty() ? 0 : M * Ka, b.f32(), b.size(-1), bb.empty() ? 0 : Ka * N,
+                                           0.0f, c.f32(), N, M * N, batch));
+    else
+      cpu::sgemm_batched(ta, tb, M, N, Ka, 1.0f, a.f32(), a.size(-1), ba.empty() ? 0 : M * Ka, b.f32(), b.size(-1),
+                         bb.empty() ? 0 : Ka * N, 0.0f, c.f32(), N, M * N, batch);
   }
   ctx.outputs.push_back(std::move(c));
   return Status::OK();

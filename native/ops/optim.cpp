@@ -5,6 +5,7 @@
 
 #include "../cpu/elementwise.h"
 #include "../cpu/optim.h"
+#include "../cuda/optim.h"
 #include "dino/device.h"
 #include "dino/op.h"
 
@@ -48,8 +49,13 @@ Status adamw_step_op(OpContext& ctx) {
   DINO_CHECK(c.beta1 >= 0 && c.beta1 < 1, kInvalidArgument, "beta1 must be in [0, 1), got ", c.beta1);
   DINO_CHECK(c.beta2 >= 0 && c.beta2 < 1, kInvalidArgument, "beta2 must be in [0, 1), got ", c.beta2);
   DINO_CHECK(c.step >= 1, kInvalidArgument, "step counts from 1, got ", c.step);
-  if (ctx.device.type != DeviceType::kCPU) return no_kernel(ctx);
-  cpu::adamw_step(ctx.in(0).f32(), ctx.in(1).f32(), ctx.in(2).f32(), ctx.in(3).f32(), ctx.in(0).numel(), c);
+  if (ctx.device.type == DeviceType::kCUDA) {
+    DINO_CUDA_LAUNCH(cuda::adamw_step(ctx.device.index, ctx.in(0).f32(), ctx.in(1).f32(), ctx.in(2).f32(),
+                                      ctx.in(3).f32(), ctx.in(0).numel(),
+                                      cuda::AdamWConfig{c.lr, c.beta1, c.beta2, c.eps, c.weight_decay, c.step}));
+  } else {
+    cpu::adamw_step(ctx.in(0).f32(), ctx.in(1).f32(), ctx.in(2).f32(), ctx.in(3).f32(), ctx.in(0).numel(), c);
+  }
   return Status::OK();
 }
 
@@ -59,8 +65,10 @@ Status ema_update_op(OpContext& ctx) {
   double m = 0;
   DINO_RETURN_IF_ERROR(ctx.attrs.get_double("momentum", &m));
   DINO_CHECK(m >= 0 && m <= 1, kInvalidArgument, "momentum must be in [0, 1], got ", m);
-  if (ctx.device.type != DeviceType::kCPU) return no_kernel(ctx);
-  cpu::ema_update(ctx.in(0).f32(), ctx.in(1).f32(), ctx.in(0).numel(), m);
+  if (ctx.device.type == DeviceType::kCUDA)
+    DINO_CUDA_LAUNCH(cuda::ema_update(ctx.device.index, ctx.in(0).f32(), ctx.in(1).f32(), ctx.in(0).numel(), m));
+  else
+    cpu::ema_update(ctx.in(0).f32(), ctx.in(1).f32(), ctx.in(0).numel(), m);
   return Status::OK();
 }
 
@@ -71,13 +79,25 @@ Status assign_op(OpContext& ctx) {
   return copy_bytes(ctx.in(0).raw(), ctx.device, ctx.in(1).raw(), ctx.device, ctx.in(0).nbytes());
 }
 
-// The L2 norm of x as a float32 scalar (accumulated in double), written into a new 0-d output.
+// The partial sums the device norm's first stage writes: doubles, in a float32 scratch tensor.
+Status norm_scratch(OpContext& ctx, int64_t n, Tensor* scratch) {
+  return new_output(ctx, {cuda::norm_scratch_floats(n)}, scratch);
+}
+
+// The L2 norm of x as a float32 scalar (accumulated in double), written into a new 0-d output. On the
+// CPU, *norm is set to it; on a GPU it stays in device memory and *norm is not set.
 Status push_norm(OpContext& ctx, const Tensor& x, float* norm) {
   Tensor out;
   DINO_RETURN_IF_ERROR(new_output(ctx, {}, &out));
-  if (ctx.device.type != DeviceType::kCPU) return no_kernel(ctx);
-  *norm = static_cast<float>(std::sqrt(cpu::sum_squares(x.f32(), x.numel())));
-  out.f32()[0] = *norm;
+  if (ctx.device.type == DeviceType::kCUDA) {
+    Tensor scratch;
+    DINO_RETURN_IF_ERROR(norm_scratch(ctx, x.numel(), &scratch));
+    DINO_CUDA_LAUNCH(cuda::norm(ctx.device.index, out.f32(), reinterpret_cast<double*>(scratch.f32()), x.f32(),
+                                x.numel()));
+  } else {
+    *norm = static_cast<float>(std::sqrt(cpu::sum_squares(x.f32(), x.numel())));
+    out.f32()[0] = *norm;
+  }
   ctx.outputs.push_back(std::move(out));
   return Status::OK();
 }
@@ -100,9 +120,13 @@ Status norm_backward_op(OpContext& ctx) {
              shape_str(norm.shape), " and ", shape_str(dy.shape));
   Tensor dx;
   DINO_RETURN_IF_ERROR(new_output(ctx, x.shape, &dx));
-  if (ctx.device.type != DeviceType::kCPU) return no_kernel(ctx);
-  const float n = norm.f32()[0];
-  cpu::affine_forward(dx.f32(), x.f32(), x.numel(), n > 0 ? dy.f32()[0] / n : 0.0f, 0.0f);
+  if (ctx.device.type == DeviceType::kCUDA) {
+    // The scalars are read on the device: no host synchronisation.
+    DINO_CUDA_LAUNCH(cuda::norm_backward(ctx.device.index, dx.f32(), x.f32(), norm.f32(), dy.f32(), x.numel()));
+  } else {
+    const float n = norm.f32()[0];
+    cpu::affine_forward(dx.f32(), x.f32(), x.numel(), n > 0 ? dy.f32()[0] / n : 0.0f, 0.0f);
+  }
   ctx.outputs.push_back(std::move(dx));
   return Status::OK();
 }
@@ -117,6 +141,16 @@ Status clip_grad_norm_op(OpContext& ctx) {
   DINO_CHECK(max_norm > 0 && std::isfinite(max_norm), kInvalidArgument, "maxNorm must be finite and > 0, got ",
              max_norm);
   const Tensor& g = ctx.in(0);
+  if (ctx.device.type == DeviceType::kCUDA) {
+    // The norm is reduced into the output and the scaling kernel reads it there: the host never waits.
+    Tensor out, scratch;
+    DINO_RETURN_IF_ERROR(new_output(ctx, {}, &out));
+    DINO_RETURN_IF_ERROR(norm_scratch(ctx, g.numel(), &scratch));
+    DINO_CUDA_LAUNCH(cuda::clip_grad_norm(ctx.device.index, g.f32(), out.f32(),
+                                          reinterpret_cast<double*>(scratch.f32()), g.numel(), max_norm));
+    ctx.outputs.push_back(std::move(out));
+    return Status::OK();
+  }
   float norm = 0;
   DINO_RETURN_IF_ERROR(push_norm(ctx, g, &norm));
   const float coef = (1.0f / (norm + 1e-6f)) * static_cast<float>(max_norm);

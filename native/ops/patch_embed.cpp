@@ -1,5 +1,6 @@
 // ViT patch embedding: Conv2d(C, D, kernel=p, stride=p) followed by flatten(2).transpose(1, 2).
 #include "../cpu/patch_embed.h"
+#include "../cuda/patch_embed.h"
 #include "dino/op.h"
 
 namespace dino {
@@ -31,9 +32,15 @@ Status patch_embed_op(OpContext& ctx) {
   DINO_RETURN_IF_ERROR(expect_shape(bias, {D}, "bias"));
   Tensor y, scratch;
   DINO_RETURN_IF_ERROR(new_output(ctx, {g.B, g.patches(), D}, &y));
-  DINO_RETURN_IF_ERROR(new_output(ctx, {cpu::patch_embed_scratch(g)}, &scratch));
-  if (ctx.device.type != DeviceType::kCPU) return no_kernel(ctx);
-  cpu::patch_embed_forward(y.f32(), x.f32(), weight.f32(), bias.f32(), scratch.f32(), g, D);
+  const bool on_cuda = ctx.device.type == DeviceType::kCUDA;
+  if (!on_cuda && ctx.device.type != DeviceType::kCPU) return no_kernel(ctx);
+  DINO_RETURN_IF_ERROR(
+      new_output(ctx, {on_cuda ? cuda::patch_embed_forward_scratch(g) : cpu::patch_embed_scratch(g)}, &scratch));
+  if (on_cuda)
+    DINO_CUDA_LAUNCH(cuda::patch_embed_forward(ctx.device.index, y.f32(), x.f32(), weight.f32(), bias.f32(),
+                                               scratch.f32(), g, D));
+  else
+    cpu::patch_embed_forward(y.f32(), x.f32(), weight.f32(), bias.f32(), scratch.f32(), g, D);
   ctx.outputs.push_back(std::move(y));
   return Status::OK();
 }
@@ -53,10 +60,16 @@ Status patch_embed_backward_op(OpContext& ctx) {
   if (input_grad) DINO_RETURN_IF_ERROR(new_output(ctx, x.shape, &dx));
   DINO_RETURN_IF_ERROR(new_output(ctx, weight.shape, &dweight));
   DINO_RETURN_IF_ERROR(new_output(ctx, {D}, &dbias));
-  DINO_RETURN_IF_ERROR(new_output(ctx, {cpu::patch_embed_scratch(g)}, &scratch));
-  if (ctx.device.type != DeviceType::kCPU) return no_kernel(ctx);
-  cpu::patch_embed_backward(input_grad ? dx.f32() : nullptr, dweight.f32(), dbias.f32(), dy.f32(), x.f32(), weight.f32(), scratch.f32(), g,
-                            D);
+  const bool on_cuda = ctx.device.type == DeviceType::kCUDA;
+  if (!on_cuda && ctx.device.type != DeviceType::kCPU) return no_kernel(ctx);
+  DINO_RETURN_IF_ERROR(
+      new_output(ctx, {on_cuda ? cuda::patch_embed_backward_scratch(g, D) : cpu::patch_embed_scratch(g)}, &scratch));
+  if (on_cuda)
+    DINO_CUDA_LAUNCH(cuda::patch_embed_backward(ctx.device.index, input_grad ? dx.f32() : nullptr, dweight.f32(),
+                                                dbias.f32(), dy.f32(), x.f32(), weight.f32(), scratch.f32(), g, D));
+  else
+    cpu::patch_embed_backward(input_grad ? dx.f32() : nullptr, dweight.f32(), dbias.f32(), dy.f32(), x.f32(),
+                              weight.f32(), scratch.f32(), g, D);
   if (input_grad) ctx.outputs.push_back(std::move(dx));
   ctx.outputs.push_back(std::move(dweight));
   ctx.outputs.push_back(std::move(dbias));

@@ -2,6 +2,7 @@
 #include <algorithm>
 
 #include "../cpu/shape.h"
+#include "../cuda/shape.h"
 #include "dino/op.h"
 
 namespace dino {
@@ -31,11 +32,14 @@ Status concat_op(OpContext& ctx) {
   }
   Tensor out;
   DINO_RETURN_IF_ERROR(new_output(ctx, shape, &out));
-  if (ctx.device.type != DeviceType::kCPU) return no_kernel(ctx);
   const int64_t outer = prod(shape, 0, axis), inner = prod(shape, axis + 1, shape.size());
   int64_t at = 0;
   for (const Tensor& x : ctx.inputs) {
-    cpu::copy_axis_range(out.f32(), shape[axis], at, x.f32(), x.shape[axis], 0, x.shape[axis], outer, inner);
+    if (ctx.device.type == DeviceType::kCUDA)
+      DINO_CUDA_LAUNCH(cuda::copy_axis_range(ctx.device.index, out.f32(), shape[axis], at, x.f32(), x.shape[axis], 0,
+                                             x.shape[axis], outer, inner));
+    else
+      cpu::copy_axis_range(out.f32(), shape[axis], at, x.f32(), x.shape[axis], 0, x.shape[axis], outer, inner);
     at += x.shape[axis];
   }
   ctx.outputs.push_back(std::move(out));
@@ -60,9 +64,11 @@ Status slice_op(OpContext& ctx) {
   shape[axis] = len;
   Tensor out;
   DINO_RETURN_IF_ERROR(new_output(ctx, shape, &out));
-  if (ctx.device.type != DeviceType::kCPU) return no_kernel(ctx);
-  cpu::copy_axis_range(out.f32(), len, 0, x.f32(), n, start, len, prod(shape, 0, axis),
-                       prod(shape, axis + 1, shape.size()));
+  const int64_t outer = prod(shape, 0, axis), inner = prod(shape, axis + 1, shape.size());
+  if (ctx.device.type == DeviceType::kCUDA)
+    DINO_CUDA_LAUNCH(cuda::copy_axis_range(ctx.device.index, out.f32(), len, 0, x.f32(), n, start, len, outer, inner));
+  else
+    cpu::copy_axis_range(out.f32(), len, 0, x.f32(), n, start, len, outer, inner);
   ctx.outputs.push_back(std::move(out));
   return Status::OK();
 }
@@ -87,8 +93,11 @@ Status slice_backward_op(OpContext& ctx) {
   shape[axis] = size;
   Tensor dx;
   DINO_RETURN_IF_ERROR(new_output(ctx, shape, &dx));
-  if (ctx.device.type != DeviceType::kCPU) return no_kernel(ctx);
-  cpu::slice_backward(dx.f32(), dy.f32(), prod(shape, 0, axis), size, start, len, prod(shape, axis + 1, shape.size()));
+  const int64_t outer = prod(shape, 0, axis), inner = prod(shape, axis + 1, shape.size());
+  if (ctx.device.type == DeviceType::kCUDA)
+    DINO_CUDA_LAUNCH(cuda::slice_backward(ctx.device.index, dx.f32(), dy.f32(), outer, size, start, len, inner));
+  else
+    cpu::slice_backward(dx.f32(), dy.f32(), outer, size, start, len, inner);
   ctx.outputs.push_back(std::move(dx));
   return Status::OK();
 }
@@ -112,8 +121,10 @@ Status permute_op(OpContext& ctx) {
   }
   Tensor out;
   DINO_RETURN_IF_ERROR(new_output(ctx, shape, &out));
-  if (ctx.device.type != DeviceType::kCPU) return no_kernel(ctx);
-  cpu::permute(out.f32(), x.f32(), x.shape, dims);
+  if (ctx.device.type == DeviceType::kCUDA)
+    DINO_CUDA_LAUNCH(cuda::permute(ctx.device.index, out.f32(), x.f32(), x.shape, dims));
+  else
+    cpu::permute(out.f32(), x.f32(), x.shape, dims);
   ctx.outputs.push_back(std::move(out));
   return Status::OK();
 }

@@ -20,8 +20,10 @@ export function compare(actual: ArrayLike<number>, expected: ArrayLike<number>, 
   let bad = -1;
   let maxAbsErr = 0;
   for (let i = 0; i < actual.length; i++) {
+    // Equal infinities match (their difference would be NaN), as do two NaNs.
+    if (actual[i] === expected[i] || (Number.isNaN(actual[i]) && Number.isNaN(expected[i]))) continue;
     const err = Math.abs(actual[i] - expected[i]);
-    const ok = err <= tol.atol + tol.rtol * Math.abs(expected[i]) || (Number.isNaN(actual[i]) && Number.isNaN(expected[i]));
+    const ok = err <= tol.atol + tol.rtol * Math.abs(expected[i]);
     if (!(err <= maxAbsErr)) maxAbsErr = err;
     if (!ok && bad < 0) bad = i;
   }
