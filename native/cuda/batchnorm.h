@@ -1,7 +1,8 @@
 // Batch normalisation of a (N, C) matrix over its rows on a CUDA device: the launchers mirror
 // native/cpu/batchnorm.h (same arguments and meaning), plus the scratch the GPU passes need. Each
 // column's statistics are summed over the rows in order, in double, by one thread, so the results are
-// deterministic and equal to the CPU's.
+// deterministic and equal to the CPU's (bit for bit where the CPU does not fuse multiply-adds, which
+// its AVX-512 build does).
 #pragma once
 #include <cstdint>
 

@@ -67,7 +67,7 @@ __global__ void strided_binary_kernel(float* out, const float* a, const float* b
 }
 
 // Drops size-1 dims and merges a dim into the one before it where both inputs continue in memory
-// ((B, T, C) + (C) becomes (B*T, C) + (C)). Sets *n to the element count.
+// ((B, T, C) + (C) becomes (B*T, C) + (C)). Sets *n to the element count; L is not set when it is 0.
 Status collapse(const std::vector<int64_t>& shape, const std::vector<int64_t>& sa, const std::vector<int64_t>& sb,
                 Strided* L, int64_t* n) {
   std::vector<int64_t> size, pa, pb;
@@ -86,6 +86,7 @@ Status collapse(const std::vector<int64_t>& shape, const std::vector<int64_t>& s
       pb.push_back(sb[d]);
     }
   }
+  if (*n == 0) return Status::OK();  // nothing to launch (the CPU takes empty tensors of any rank)
   if (size.empty()) {
     size.push_back(1);
     pa.push_back(0);

@@ -2,12 +2,17 @@
 // interpolation. The CUDA kernels repeat the CPU's float and double operations in the CPU's order (no
 // fused multiply-adds, column sums over the rows in order, the same taps), so most of these are expected
 // to match bitwise and are compared exactly. The norm is the exception: its double sum runs in another
-// order, which can move the float result by an ulp, and the clipped gradient inherits that.
+// order, which can move the float result by an ulp, and the clipped gradient inherits that. Batch norm is
+// the other: its CPU kernels are also built for AVX-512 (DINO_SIMD_CLONES), where GCC fuses their
+// multiply-adds, so on such a CPU they round once where the GPU (and the CPU's other builds) round twice.
 import { randn, type Input, type ParityCase } from '../../helpers/cuda.ts';
 
 const exact = { atol: 0, rtol: 0 };
 // An ulp or two of a float (1.2e-7 relative per ulp), for values derived from a norm summed in another order.
 const normTol = { atol: 0, rtol: 1e-6 };
+// An ulp or two of the largest term (|x - mean| * rstd * weight is at most ~10 here; ~200 in the offset-100
+// evaluation case, which rtol covers since its outputs are as large): the CPU's fused multiply-adds.
+const batchNormTol = { atol: 4e-6, rtol: 2e-6 };
 
 function map(x: Input, f: (v: number, i: number) => number): Input {
   return { data: Float32Array.from(x.data, f), shape: x.shape };
@@ -32,7 +37,7 @@ function batchNorm(N: number, C: number, offset: number, training: boolean, seed
     op: 'batch_norm',
     inputs,
     attrs: { training, momentum: 0.1, eps: 1e-5 },
-    tol: exact,
+    tol: batchNormTol,
     // Training writes the running statistics and the counter; evaluation must leave them as they were.
     written: [3, 4, 5],
     what: `batch_norm (${N}, ${C}) offset ${offset} ${training ? 'training' : 'evaluation'}`,
@@ -51,7 +56,7 @@ function batchNormBackward(N: number, C: number, training: boolean, seed: number
       positive(randn([C], seed + 4), 0.5), // rstd
     ],
     attrs: { training },
-    tol: exact,
+    tol: batchNormTol,
     what: `batch_norm_backward (${N}, ${C}) ${training ? 'training' : 'evaluation'}`,
   };
 }
