@@ -3,6 +3,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "dino/half.h"
+
 namespace dino::cpu {
 namespace {
 
@@ -103,60 +105,19 @@ void sum_axis_forward(float* out, const float* x, int64_t outer, int64_t R, int6
 }
 
 void f32_to_bf16(uint16_t* out, const float* x, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    uint32_t u;
-    std::memcpy(&u, &x[i], 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) out[i] = static_cast<uint16_t>((u >> 16) | 0x40);  // quiet NaN
-    else out[i] = static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-  }
+  for (int64_t i = 0; i < n; ++i) out[i] = f32_to_bf16_bits(float_bits(x[i]));
 }
 
 void bf16_to_f32(float* out, const uint16_t* x, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    uint32_t u = static_cast<uint32_t>(x[i]) << 16;
-    std::memcpy(&out[i], &u, 4);
-  }
+  for (int64_t i = 0; i < n; ++i) out[i] = bits_float(bf16_to_f32_bits(x[i]));
 }
 
 void f32_to_f16(uint16_t* out, const float* x, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    uint32_t u;
-    std::memcpy(&u, &x[i], 4);
-    const uint32_t sign = (u >> 16) & 0x8000u;
-    const uint32_t a = u & 0x7fffffffu;
-    uint16_t h;
-    if (a > 0x7f800000u) h = 0x7e00;                       // NaN
-    else if (a >= 0x477ff000u) h = 0x7c00;                 // rounds to or beyond the largest half: inf
-    else if (a < 0x33000000u) h = 0;                       // below half the smallest subnormal: zero
-    else if (a < 0x38800000u) {                            // subnormal half
-      const uint32_t mant = (a & 0x7fffffu) | 0x800000u;
-      const int shift = 126 - static_cast<int>(a >> 23);  // 14..24
-      uint32_t v = mant >> shift;
-      const uint32_t rem = mant & ((1u << shift) - 1), halfway = 1u << (shift - 1);
-      if (rem > halfway || (rem == halfway && (v & 1u))) ++v;
-      h = static_cast<uint16_t>(v);
-    } else {                                               // normal: rebias, round to nearest even
-      uint32_t v = a - 0x38000000u;
-      v = (v + 0xfffu + ((v >> 13) & 1u)) >> 13;
-      h = static_cast<uint16_t>(v);
-    }
-    out[i] = static_cast<uint16_t>(h | sign);
-  }
+  for (int64_t i = 0; i < n; ++i) out[i] = f32_to_f16_bits(float_bits(x[i]));
 }
 
 void f16_to_f32(float* out, const uint16_t* x, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    const uint32_t sign = (static_cast<uint32_t>(x[i]) & 0x8000u) << 16;
-    const uint32_t e = (x[i] >> 10) & 0x1fu, m = x[i] & 0x3ffu;
-    float f;
-    if (e == 0) f = std::ldexp(static_cast<float>(m), -24);
-    else if (e == 31) f = m ? NAN : INFINITY;
-    else f = std::ldexp(static_cast<float>(m | 0x400u), static_cast<int>(e) - 25);
-    uint32_t u;
-    std::memcpy(&u, &f, 4);
-    u |= sign;
-    std::memcpy(&out[i], &u, 4);
-  }
+  for (int64_t i = 0; i < n; ++i) out[i] = bits_float(f16_to_f32_bits(x[i]));
 }
 
 }  // namespace dino::cpu

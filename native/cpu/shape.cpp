@@ -45,27 +45,32 @@ void slice_backward(float* dx, const float* dy, int64_t outer, int64_t size, int
   }
 }
 
-void permute(float* out, const float* x, const std::vector<int64_t>& shape, const std::vector<int64_t>& dims) {
+int64_t permute_runs(const std::vector<int64_t>& shape, const std::vector<int64_t>& dims, std::vector<int64_t>* size,
+                     std::vector<int64_t>* stride) {
   const int64_t nd = static_cast<int64_t>(shape.size());
   std::vector<int64_t> xstride(nd, 1);
   for (int64_t d = nd - 2; d >= 0; --d) xstride[d] = xstride[d + 1] * shape[d + 1];
-  // The output walked in order reads x through (size, stride) pairs. Size-1 dims are dropped, and an
-  // output dim whose x-stride times its size is the previous dim's x-stride continues it in memory, so
-  // the two merge: (1, g, g, D) -> (1, D, g, g) becomes a plain (g*g, D) transpose.
-  std::vector<int64_t> size, stride;
+  size->clear();
+  stride->clear();
   int64_t n = 1;
   for (int64_t k = 0; k < nd; ++k) {
     const int64_t s = shape[dims[k]], st = xstride[dims[k]];
     n *= s;
     if (s == 1) continue;
-    if (!size.empty() && stride.back() == s * st) {
-      size.back() *= s;
-      stride.back() = st;
+    if (!size->empty() && stride->back() == s * st) {
+      size->back() *= s;
+      stride->back() = st;
     } else {
-      size.push_back(s);
-      stride.push_back(st);
+      size->push_back(s);
+      stride->push_back(st);
     }
   }
+  return n;
+}
+
+void permute(float* out, const float* x, const std::vector<int64_t>& shape, const std::vector<int64_t>& dims) {
+  std::vector<int64_t> size, stride;
+  const int64_t n = permute_runs(shape, dims, &size, &stride);
   if (n == 0) return;
   const int64_t r = static_cast<int64_t>(size.size());
   if (r == 0 || stride[r - 1] == 1) {

@@ -1,6 +1,7 @@
 #include <climits>
 
 #include "common.cuh"
+#include "dino/half.h"
 #include "elementwise.h"
 #include "reduce.cuh"
 
@@ -211,59 +212,26 @@ Status launch_sum_rows(cudaStream_t stream, float* out, double* partial, const f
   return Status::OK();
 }
 
-// --- casts: the CPU's bit logic (native/cpu/elementwise.cpp), not cuda_fp16's conversions --------
+// --- casts: the CPU's bit logic (dino/half.h), not cuda_fp16's conversions ---------------------------
 
 __global__ void f32_to_bf16_kernel(uint16_t* out, const float* x, int64_t n) {
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    const uint32_t u = __float_as_uint(x[i]);
-    if ((u & 0x7fffffffu) > 0x7f800000u) out[i] = static_cast<uint16_t>((u >> 16) | 0x40);  // quiet NaN
-    else out[i] = static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-  }
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    out[i] = f32_to_bf16_bits(float_bits(x[i]));
 }
 
 __global__ void bf16_to_f32_kernel(float* out, const uint16_t* x, int64_t n) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    out[i] = __uint_as_float(static_cast<uint32_t>(x[i]) << 16);
+    out[i] = bits_float(bf16_to_f32_bits(x[i]));
 }
 
 __global__ void f32_to_f16_kernel(uint16_t* out, const float* x, int64_t n) {
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    const uint32_t u = __float_as_uint(x[i]);
-    const uint32_t sign = (u >> 16) & 0x8000u;
-    const uint32_t a = u & 0x7fffffffu;
-    uint16_t h;
-    if (a > 0x7f800000u) h = 0x7e00;                       // NaN
-    else if (a >= 0x477ff000u) h = 0x7c00;                 // rounds to or beyond the largest half: inf
-    else if (a < 0x33000000u) h = 0;                       // below half the smallest subnormal: zero
-    else if (a < 0x38800000u) {                            // subnormal half
-      const uint32_t mant = (a & 0x7fffffu) | 0x800000u;
-      const int shift = 126 - static_cast<int>(a >> 23);  // 14..24
-      uint32_t v = mant >> shift;
-      const uint32_t rem = mant & ((1u << shift) - 1), halfway = 1u << (shift - 1);
-      if (rem > halfway || (rem == halfway && (v & 1u))) ++v;
-      h = static_cast<uint16_t>(v);
-    } else {                                               // normal: rebias, round to nearest even
-      uint32_t v = a - 0x38000000u;
-      v = (v + 0xfffu + ((v >> 13) & 1u)) >> 13;
-      h = static_cast<uint16_t>(v);
-    }
-    out[i] = static_cast<uint16_t>(h | sign);
-  }
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    out[i] = f32_to_f16_bits(float_bits(x[i]));
 }
 
-// The CPU computes ldexp(m, e - 25) (exact); here the same float is assembled from its bits. A NaN
-// becomes the CPU's NAN (0x7fc00000), whatever its payload, with the sign copied.
 __global__ void f16_to_f32_kernel(float* out, const uint16_t* x, int64_t n) {
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    const uint32_t h = x[i];
-    const uint32_t sign = (h & 0x8000u) << 16;
-    const uint32_t e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
-    uint32_t u;
-    if (e == 0) u = __float_as_uint(__fmul_rn(static_cast<float>(m), 5.9604644775390625e-8f));  // m * 2^-24, exact
-    else if (e == 31) u = m ? 0x7fc00000u : 0x7f800000u;
-    else u = ((e + 112u) << 23) | (m << 13);  // (1024 + m) * 2^(e - 25): exponent e - 15 + 127
-    out[i] = __uint_as_float(u | sign);
-  }
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    out[i] = bits_float(f16_to_f32_bits(x[i]));
 }
 
 }  // namespace

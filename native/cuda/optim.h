@@ -4,19 +4,12 @@
 #pragma once
 #include <cstdint>
 
+#include "../cpu/optim.h"
 #include "dino/status.h"
 
 namespace dino::cuda {
 
-// The hyperparameters of one AdamW step, as native/cpu/optim.h's AdamWConfig.
-struct AdamWConfig {
-  double lr;
-  double beta1;
-  double beta2;
-  double eps;
-  double weight_decay;
-  int64_t step;  // 1-based
-};
+using AdamWConfig = cpu::AdamWConfig;
 
 // param, exp_avg, exp_avg_sq (n) updated in place from grad (n), with the CPU's float arithmetic.
 Status adamw_step(int device, float* param, const float* grad, float* exp_avg, float* exp_avg_sq, int64_t n,

@@ -1,6 +1,7 @@
 #include <climits>
 
 #include "common.cuh"
+#include "../cpu/shape.h"
 #include "shape.h"
 
 namespace dino::cuda {
@@ -157,23 +158,8 @@ Status permute(int device, float* out, const float* x, const std::vector<int64_t
   DINO_RETURN_IF_ERROR(use_device(device, &stream));
   const int64_t nd = static_cast<int64_t>(shape.size());
   DINO_CHECK(static_cast<int64_t>(dims.size()) == nd, kInternal, "permute: ", dims.size(), " dims for rank ", nd);
-  std::vector<int64_t> xstride(nd, 1);
-  for (int64_t d = nd - 2; d >= 0; --d) xstride[d] = xstride[d + 1] * shape[d + 1];
-  // The same merging as the CPU: size-1 dims dropped, out dims that continue each other in x merged.
   std::vector<int64_t> size, stride;
-  int64_t n = 1;
-  for (int64_t k = 0; k < nd; ++k) {
-    const int64_t s = shape[dims[k]], st = xstride[dims[k]];
-    n *= s;
-    if (s == 1) continue;
-    if (!size.empty() && stride.back() == s * st) {
-      size.back() *= s;
-      stride.back() = st;
-    } else {
-      size.push_back(s);
-      stride.push_back(st);
-    }
-  }
+  const int64_t n = cpu::permute_runs(shape, dims, &size, &stride);
   if (n <= 0) return Status::OK();
   const int r = static_cast<int>(size.size());
   DINO_CHECK(r <= kMaxRank, kUnsupported, "a permutation that leaves ", r,

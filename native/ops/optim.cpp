@@ -51,8 +51,7 @@ Status adamw_step_op(OpContext& ctx) {
   DINO_CHECK(c.step >= 1, kInvalidArgument, "step counts from 1, got ", c.step);
   if (ctx.device.type == DeviceType::kCUDA) {
     DINO_CUDA_LAUNCH(cuda::adamw_step(ctx.device.index, ctx.in(0).f32(), ctx.in(1).f32(), ctx.in(2).f32(),
-                                      ctx.in(3).f32(), ctx.in(0).numel(),
-                                      cuda::AdamWConfig{c.lr, c.beta1, c.beta2, c.eps, c.weight_decay, c.step}));
+                                      ctx.in(3).f32(), ctx.in(0).numel(), c));
   } else {
     cpu::adamw_step(ctx.in(0).f32(), ctx.in(1).f32(), ctx.in(2).f32(), ctx.in(3).f32(), ctx.in(0).numel(), c);
   }

@@ -10,6 +10,7 @@ import { runOp } from '../../lib/autograd/tape.ts';
 import { tidy } from '../../lib/engine/scope.ts';
 import { tensor } from '../../lib/engine/tensor.ts';
 import { compare, type Tolerance } from './close.ts';
+import { randomValues } from './random-values.ts';
 
 const info = addon.buildInfo().cuda;
 
@@ -23,20 +24,9 @@ export interface Input {
   dtype?: DType;
 }
 
-// Deterministic values in [-scale, scale): tests must not depend on Math.random.
+// Deterministic values in [-scale, scale).
 export function randn(shape: readonly number[], seed: number, scale = 1): Input {
-  const n = shape.reduce((a, b) => a * b, 1);
-  const data = new Float32Array(n);
-  let s = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    data[i] = ((s / 4294967296) * 2 - 1) * scale;
-  }
-  return { data, shape };
+  return { data: randomValues(shape.reduce((a, b) => a * b, 1), seed, -scale, scale), shape };
 }
 
 export interface ParityCase {

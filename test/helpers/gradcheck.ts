@@ -4,21 +4,9 @@
 import type { Test } from 'tap';
 import { ops, tensor, tidy, valueAndGrads, type Tensor } from '../../lib/index.ts';
 import { compare, type Tolerance } from './close.ts';
+import { randomValues } from './random-values.ts';
 
-// A deterministic uniform(-1, 1) stream (xorshift), so checks do not depend on Math.random.
-export function randomValues(n: number, seed: number, lo = -1, hi = 1): Float32Array {
-  let s = (seed * 2654435761) >>> 0 || 1;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    out[i] = lo + ((hi - lo) * s) / 4294967296;
-  }
-  return out;
-}
+export { randomValues };
 
 export interface GradcheckOptions extends Partial<Tolerance> {
   eps?: number;
