@@ -21,9 +21,9 @@ __device__ __forceinline__ float row_max(const float* x, int64_t N, float* share
   return Rows::reduce(m, shared, MaxOp(), -INFINITY);
 }
 
-template <typename Rows>
-__global__ void __launch_bounds__(kMaxRowThreads)
-softmax_forward_kernel(float* y, const float* x, int64_t rows, int64_t N) {
+// The two forward passes share the max and the sum; only the last pass differs.
+template <typename Rows, bool kLog>
+__device__ void softmax_rows(float* y, const float* x, int64_t rows, int64_t N) {
   __shared__ float smax[32];
   __shared__ double ssum[32];
   for (int64_t r = Rows::first_row(); r < rows; r += Rows::row_stride()) {
@@ -33,27 +33,26 @@ softmax_forward_kernel(float* y, const float* x, int64_t rows, int64_t N) {
     double s = 0.0;
     for (int64_t j = Rows::tid(); j < N; j += Rows::nthreads()) s += expf(xr[j] - m);
     s = Rows::reduce(s, ssum, SumOp(), 0.0);
-    const float inv = static_cast<float>(1.0 / s);
-    for (int64_t j = Rows::tid(); j < N; j += Rows::nthreads()) yr[j] = expf(xr[j] - m) * inv;
+    if constexpr (kLog) {
+      // (x - m) - log(s) rather than x - (m + log(s)): x - m is exact near the max, where it matters.
+      const float ls = static_cast<float>(log(s));
+      for (int64_t j = Rows::tid(); j < N; j += Rows::nthreads()) yr[j] = (xr[j] - m) - ls;
+    } else {
+      const float inv = static_cast<float>(1.0 / s);
+      for (int64_t j = Rows::tid(); j < N; j += Rows::nthreads()) yr[j] = expf(xr[j] - m) * inv;
+    }
   }
 }
 
 template <typename Rows>
-__global__ void __launch_bounds__(kMaxRowThreads)
-log_softmax_forward_kernel(float* y, const float* x, int64_t rows, int64_t N) {
-  __shared__ float smax[32];
-  __shared__ double ssum[32];
-  for (int64_t r = Rows::first_row(); r < rows; r += Rows::row_stride()) {
-    const float* xr = x + r * N;
-    float* yr = y + r * N;
-    const float m = row_max<Rows>(xr, N, smax);
-    double s = 0.0;
-    for (int64_t j = Rows::tid(); j < N; j += Rows::nthreads()) s += expf(xr[j] - m);
-    s = Rows::reduce(s, ssum, SumOp(), 0.0);
-    // (x - m) - log(s) rather than x - (m + log(s)): x - m is exact near the max, where it matters.
-    const float ls = static_cast<float>(log(s));
-    for (int64_t j = Rows::tid(); j < N; j += Rows::nthreads()) yr[j] = (xr[j] - m) - ls;
-  }
+__global__ void __launch_bounds__(kMaxRowThreads) softmax_forward_kernel(float* y, const float* x, int64_t rows, int64_t N) {
+  softmax_rows<Rows, false>(y, x, rows, N);
+}
+
+template <typename Rows>
+__global__ void __launch_bounds__(kMaxRowThreads) log_softmax_forward_kernel(float* y, const float* x, int64_t rows,
+                                                                             int64_t N) {
+  softmax_rows<Rows, true>(y, x, rows, N);
 }
 
 // A product of two floats is exact in double, so the row sum rounds once per addition, as on the CPU.
