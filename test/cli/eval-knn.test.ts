@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadFeatures } from '../../lib/eval/features.ts';
 import { knnClassifier } from '../../lib/eval/knn.ts';
+import { addon } from '../../lib/engine/native.ts';
 import { writeImageFolder } from '../data/images.ts';
 import { loadFixtures } from '../helpers/fixtures.ts';
 import { referenceFeatures, root, runCli, writeTinyCheckpoint } from '../helpers/cli.ts';
@@ -86,7 +87,7 @@ t.test('a checkpoint: features as PyTorch computes them, dumped and loaded back 
 t.test('a random initialisation of --arch and --patch-size for --crop, seeded by --seed', async (t) => {
   const features = async (seed: string) => {
     const dump = join(dir, `random-${seed}`);
-    const r = await run(['--random-init', '--arch', 'vit_tiny', '--patch-size', '8', '--crop', '16', '--seed', seed, '--max-train', '12', '--max-val', '4', '--nb-knn', '1', '3', '--dump-features', dump, ...ONE_WORKER]);
+    const r = await run(['--random-init', '--device', 'cpu', '--arch', 'vit_tiny', '--patch-size', '8', '--crop', '16', '--seed', seed, '--max-train', '12', '--max-val', '4', '--nb-knn', '1', '3', '--dump-features', dump, ...ONE_WORKER]);
     t.equal(r.code, 0, r.err);
     t.match(r.out, `random init (vit_tiny/8, seed ${seed}); 12 training and 4 evaluation images, 10 classes, 192 dimensions`);
     return loadFeatures(join(dump, 'trainfeat.safetensors')).features;
@@ -135,6 +136,9 @@ t.test('mistakes: exit code 2 for the command line, 1 for the files, a message a
     [['--checkpoint', checkpoint, '--random-init'], 2, /--checkpoint and --random-init exclude each other/],
     [['--random-init', '--features', 'pixels'], 2, /--random-init and --features pixels exclude each other/],
     [['--features', 'pixels', '--arch', 'vit_small'], 2, /--arch needs a model; --features pixels has none/],
+    [['--features', 'pixels', '--device', 'cpu'], 2, /--device needs a model; --features pixels has none/],
+    [['--random-init', '--device', 'tpu'], 2, /--device/],
+    ...(addon.buildInfo().cuda.usable ? [] : [[['--random-init', '--device', 'cuda', ...pixels.slice(2)], 1, /--device cuda: /] as [string[], number, RegExp]]),
     [['--random-init', '--checkpoint-key', 'student'], 2, /--checkpoint-key needs a checkpoint/],
     [['--checkpoint', checkpoint, '--seed', '3'], 2, /--seed is for --random-init/],
     [['--load-features', dir, '--checkpoint', checkpoint], 2, /--load-features reads features computed before; it takes no --checkpoint/],
