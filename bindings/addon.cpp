@@ -332,6 +332,7 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   cuda.Set("cublasLoaded", c.cublas_loaded);
   cuda.Set("cublasPath", c.cublas_path);
   cuda.Set("cublasReason", c.cublas_reason);
+  cuda.Set("emulated", c.emulated);
   cuda.Set("allowTF32", dino::allow_tf32());
   o.Set("cuda", cuda);
   return o;

@@ -44,6 +44,8 @@ export interface BuildInfo {
     cublasLoaded: boolean;
     cublasPath: string;
     cublasReason: string;
+    // The CUDA emulation's device (a test build whose kernels run on the CPU), not a GPU.
+    emulated: boolean;
     // Whether float32 GEMMs on the GPU may use TF32 tensor cores (setAllowTF32).
     allowTF32: boolean;
   };

@@ -82,7 +82,11 @@ Status copy_bytes(void* dst, Device dst_device, const void* src, Device src_devi
 
 CudaStatus cuda_status() {
 #ifdef DINO_WITH_CUDA
-  return cuda::probe();
+  CudaStatus s = cuda::probe();
+#ifdef DINO_CUDA_EMULATION
+  s.emulated = true;
+#endif
+  return s;
 #else
   CudaStatus s;
   s.reason = "built without CUDA (nvcc was not on PATH at build time)";

@@ -206,6 +206,11 @@ struct CublasApi {
 // /usr/local/cuda/lib64 ($CUDA_HOME, $CUDA_PATH), then nvidia/*/lib in Python's site-packages.
 const CublasApi* cublas_api(std::string* why);
 
+#ifdef DINO_CUDA_EMULATION
+// The CUDA emulation (test/emu) fills the table with its reference implementations instead.
+void fill_emulated_cublas(CublasApi* api);
+#endif
+
 // Where cublas_api() would look and which files are there, opening nothing: for the report on machines
 // where CUDA is not usable, which should not pay for loading cuBLAS.
 std::string cublas_search_report();

@@ -110,8 +110,13 @@ export function stepParity(device = 'cuda:0', steps = 2): StepParityResult {
     const g = gpu.records[s];
     all.push(agreement(`step ${s} loss`, [g.loss], [c.loss], relative(1e-4)));
     all.push(agreement(`step ${s} teacher entropy`, [g.entropy], [c.entropy], relative(1e-4)));
+    // A gradient that is zero in exact arithmetic (the bias of a layer that feeds a training-mode batch
+    // norm) comes out as rounding noise on both devices, in different orders: each gradient is also
+    // allowed an error of 1e-5 of the largest gradient of the step, the scale that noise comes from.
+    let largest = 0;
+    for (const grad of c.grads.values()) for (const v of grad) largest = Math.max(largest, Math.abs(v));
     for (const [name, grad] of c.grads) {
-      all.push(agreement(`step ${s} gradient ${name}`, g.grads.get(name) ?? [], grad, relative(1e-3)));
+      all.push(agreement(`step ${s} gradient ${name}`, g.grads.get(name) ?? [], grad, (scale) => 1e-3 * scale + 1e-5 * largest));
     }
   });
   // After AdamW's first steps every update is about lr in size whatever the gradient, so a gradient

@@ -25,6 +25,7 @@ struct CudaStatus {
   bool cublas_loaded = false;
   std::string cublas_path;    // the library that was loaded
   std::string cublas_reason;  // why it was not
+  bool emulated = false;      // the CUDA emulation's device, which runs kernels on the CPU (tests)
 };
 // Whether float32 GEMMs on a GPU may use TF32 tensor cores (10-bit mantissa products, float32 sums),
 // as torch.backends.cuda.matmul.allow_tf32. Off by default, so results match the CPU's to float32
