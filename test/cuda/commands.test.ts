@@ -1,5 +1,6 @@
-// The command line on the GPU: `dino train --device cuda` stopped and resumed on the GPU follows the
-// same run on the CPU, and the trained teacher's k-NN features agree between the devices.
+// The command line on the GPU: `dino train --device cuda` stopped and resumed on the GPU, or started on
+// the CPU and resumed on the GPU, follows the same run on the CPU, and the trained teacher's k-NN
+// features agree between the devices.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -20,7 +21,7 @@ function dino(args: string[]): { status: number | null; out: string } {
 
 const losses = (dir: string) => readTrainingLog(join(dir, 'log.jsonl')).filter((r): r is StepRecord => r.type === 'step').map((s) => s.loss);
 
-t.test('dino train on cuda, resumed there, against the CPU; k-NN features of its teacher on both devices', { skip: cudaSkip }, async (t) => {
+t.test('dino train on cuda, resumed there or from a CPU checkpoint, against the CPU; k-NN features of its teacher on both devices', { skip: cudaSkip }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'dino-cuda-cli-'));
   try {
     const gpu = join(dir, 'gpu');
@@ -36,6 +37,10 @@ t.test('dino train on cuda, resumed there, against the CPU; k-NN features of its
     const c = losses(cpu);
     t.equal(g.length, 4, 'four logged steps on cuda');
     t.equal(compare(g, c, { atol: 0, rtol: 1e-4 }), null, `losses agree: cuda ${g.map((x) => x.toFixed(6)).join(' ')}, cpu ${c.map((x) => x.toFixed(6)).join(' ')}`);
+    const mixed = join(dir, 'mixed');
+    t.equal(dino(['train', ...TINY, '--output-dir', mixed, '--device', 'cpu', '--max-iterations', '2']).status, 0, 'two iterations on the cpu');
+    t.equal(dino(['train', ...TINY, '--output-dir', mixed, '--device', 'cuda', '--max-iterations', '2', '--resume']).status, 0, 'resumed on cuda');
+    t.equal(compare(losses(mixed), c, { atol: 0, rtol: 1e-4 }), null, 'a checkpoint of the cpu resumes on cuda');
 
     const features = (device: string) => {
       const dump = join(dir, `features-${device}`);
