@@ -140,7 +140,7 @@ interface OpStats {
   passed: number;
   failed: number;
   values: number;
-  // The largest absolute error any message of this op reports (the failures' messages carry it).
+  // The largest absolute error any message of this op reports.
   maxAbsErr: number | null;
   failures: string[];
 }
@@ -168,11 +168,15 @@ async function stageParity(previous: StageResult | undefined): Promise<StageResu
   };
   const what = (c: ParityCase): string => c.what ?? `${c.op}(${c.inputs.map((x) => `[${x.shape.join(', ')}]`).join(', ')})`;
   const stats = (op: string): OpStats => (r.ops[op] ??= { cases: 0, passed: 0, failed: 0, values: 0, maxAbsErr: null, failures: [] });
+  // checkParity's messages, passes and failures alike, end with the largest error they saw.
+  const noteMaxAbsErr = (s: OpStats, message: string): void => {
+    const m = /max abs error ([^;)\s]+)/.exec(message);
+    if (m !== null) s.maxAbsErr = Math.max(s.maxAbsErr ?? 0, Number(m[1]));
+  };
   const noteFailure = (s: OpStats, message: string): void => {
     if (s.failures.length < KEEP_PER_OP) s.failures.push(message);
     if (r.firstFailures.length < KEEP_OVERALL) r.firstFailures.push(message);
-    const m = /max abs error ([^;)\s]+)/.exec(message);
-    if (m !== null) s.maxAbsErr = Math.max(s.maxAbsErr ?? 0, Number(m[1]));
+    noteMaxAbsErr(s, message);
   };
   if (previous !== undefined && previous.status === 'incomplete' && previous.total === cases.length) {
     Object.assign(r, previous, { status: 'incomplete', attempts: Number(previous.attempts ?? 1) + 1 });
@@ -197,10 +201,7 @@ async function stageParity(previous: StageResult | undefined): Promise<StageResu
     s.cases++;
     let bad = 0;
     const reporter: Reporter = {
-      pass: (message: string) => {
-        const m = /max abs error ([^;)\s]+)/.exec(message);
-        if (m !== null) s.maxAbsErr = Math.max(s.maxAbsErr ?? 0, Number(m[1]));
-      },
+      pass: (message: string) => noteMaxAbsErr(s, message),
       fail: (message: string) => {
         bad++;
         noteFailure(s, message);

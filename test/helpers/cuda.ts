@@ -2,9 +2,8 @@
 // ops, every input it writes) must agree within a stated tolerance. The CPU kernels are themselves
 // checked against PyTorch, so this carries that check over to the GPU. Skipped, with the reason, where
 // no CUDA device is usable. The cases are plain data (test/cuda/cases/*.ts) so that both the tap tests
-// and the device check (scripts/device-check.ts, which runs without node_modules) can run them.
-// The engine modules themselves, not lib/index.ts, which loads sharp: the device check runs this
-// without node_modules.
+// and the device check (scripts/device-check.ts, which runs without node_modules) can run them; so
+// this imports the engine modules themselves, not lib/index.ts, which loads sharp.
 import { addon, type Attrs, type DType } from '../../lib/engine/native.ts';
 import { runOp } from '../../lib/autograd/tape.ts';
 import { tidy } from '../../lib/engine/scope.ts';
@@ -16,25 +15,6 @@ const info = addon.buildInfo().cuda;
 
 // For t.test(name, { skip: cudaSkip }, ...): false where a GPU answers, otherwise why not.
 export const cudaSkip: string | false = info.usable ? false : `no usable CUDA device (${info.reason})`;
-
-// The CUDA emulation (test/emu: a test build whose kernels run on the CPU, one CUDA thread at a time)
-// leaves out parity cases with more input values than this, except each op's smallest, so that a huge
-// case added later cannot make CI crawl. Today none is that large: test/cuda takes ~10 s there.
-export const emulated = info.emulated === true;
-export const emulationBudget = 1 << 23;
-
-export function inputValues(c: ParityCase): number {
-  return c.inputs.reduce((n, x) => n + x.shape.reduce((a, b) => a * b, 1), 0);
-}
-
-// The cases of one op to run here: all of them on a GPU; on the emulation those within the budget, or
-// the smallest when none is.
-export function casesToRun(list: readonly ParityCase[]): ParityCase[] {
-  if (!emulated || list.length === 0) return [...list];
-  const within = list.filter((c) => inputValues(c) <= emulationBudget);
-  if (within.length > 0) return within;
-  return [list.reduce((a, b) => (inputValues(b) < inputValues(a) ? b : a))];
-}
 
 export interface Input {
   // Values, or for bfloat16/float16 inputs the raw 16-bit patterns.
